@@ -1,0 +1,3 @@
+"""pybuild: a daemonless Dockerfile build engine."""
+
+__version__ = "0.1.0"

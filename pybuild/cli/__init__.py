@@ -1,0 +1,86 @@
+"""Command-line entry point: argument pre-processing, command registration, and the one error handler."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+# Names of every top-level command and group; anything else as the first word means `build`.
+COMMANDS = frozenset(
+    {
+        "build", "check", "images", "tag", "rmi", "inspect", "history", "import", "save", "load",
+        "prune", "store", "run", "cache", "push", "pull", "help",
+    }
+)
+_GLOBAL_WITH_VALUE = {"--root"}
+_GLOBAL_FLAGS = {"--debug"}
+
+
+def insert_default_command(argv: list[str]) -> list[str]:
+    """Make `build` the default command, as `docker build` users expect `pybuild -t x .` to work."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if arg.split("=", 1)[0] in _GLOBAL_WITH_VALUE or arg in _GLOBAL_FLAGS:
+            i += 1
+            continue
+        break
+    if i >= len(argv):
+        return argv
+    first = argv[i]
+    if first in COMMANDS or first in ("--help", "-h", "--version"):
+        return argv
+    return [*argv[:i], "build", *argv[i:]]
+
+
+def _register() -> None:
+    # Importing the command modules registers their commands on the app.
+    from pybuild.cli import build, check, images, store  # noqa: F401
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pybuild.cli.app import OPTIONS, app
+    from pybuild.errors import PybuildError
+
+    args = insert_default_command(list(sys.argv[1:] if argv is None else argv))
+    _register()
+    try:
+        rv = app(args=args, prog_name="pybuild", standalone_mode=False)
+        if isinstance(rv, int):  # click returns typer.Exit's code in non-standalone mode
+            return rv
+    except PybuildError as e:
+        if OPTIONS.debug or os.environ.get("PYBUILD_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        print(e.render(), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # typer.Exit inside commands
+        code = e.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except Exception as e:
+        # typer vendors its own click, so match its exceptions by shape rather than by class.
+        name = type(e).__name__
+        code = getattr(e, "exit_code", None)
+        if name == "Exit" and isinstance(code, int):
+            return code
+        if name == "Abort":
+            print("aborted", file=sys.stderr)
+            return 130
+        show = getattr(e, "show", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            return code
+        # A bug in pybuild, not a user error: say so plainly, traceback only on request.
+        if OPTIONS.debug or os.environ.get("PYBUILD_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        print(f"pybuild: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        print("(set PYBUILD_DEBUG=1 for the traceback; please report this)", file=sys.stderr)
+        return 3
+    return 0

@@ -1,0 +1,1 @@
+"""`pybuild build` (the default command)."""

@@ -1,0 +1,1 @@
+"""`pybuild check`: parse and plan a Dockerfile without executing it."""

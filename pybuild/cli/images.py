@@ -1,0 +1,1 @@
+"""Image commands: images, tag, rmi, inspect, history, import, save, load, prune."""

@@ -1,0 +1,1 @@
+"""`pybuild store ...`: maintenance of the local store."""
