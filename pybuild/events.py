@@ -1,0 +1,94 @@
+"""Build progress events: what the engine reports, and the sink protocol renderers implement.
+
+The engine never prints; it emits these to an EventSink. Renderers (pybuild.render) turn them into plain
+BuildKit-style lines, rawjson, or a terminal display; tests collect them in a ListSink and assert on them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    step: int  # BuildKit-style vertex number (#N)
+    name: str  # e.g. "[build 2/5] RUN make"
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class StepLog:
+    step: int
+    line: str  # one line of the step's output, without the newline
+    elapsed: float  # seconds since the step started
+
+
+@dataclass(frozen=True)
+class StepCached:
+    step: int
+    name: str
+
+
+@dataclass(frozen=True)
+class StepMiss:
+    """Why a step could not use the cache (printed before it runs)."""
+
+    step: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class StepDone:
+    step: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class StepError:
+    step: int
+    message: str
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Byte progress of a long transfer (layer commit, push, pull)."""
+
+    step: int
+    label: str
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class BuildFinished:
+    image_id: str  # config digest
+    names: tuple[str, ...]
+    size: int
+    elapsed: float
+    steps_cached: int
+    steps_run: int
+
+
+Event = StepStarted | StepLog | StepCached | StepMiss | StepDone | StepError | Progress | BuildFinished
+
+
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class ListSink:
+    """Collects events in memory (tests, and the last-lines buffer for failed steps)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class NullSink:
+    def emit(self, event: Event) -> None:
+        pass
