@@ -271,6 +271,10 @@ class Store:
         owner = Owner(tmp)
         try:
             conn = dbmod.connect(root / "pybuild.db")
+        except sqlite3.DatabaseError as e:
+            owner.close()
+            raise PybuildError(f"cannot open the store database {root / 'pybuild.db'}: {e}",
+                               hint="run `pybuild store verify`, or use another --root") from None
         except BaseException:
             owner.close()
             raise
