@@ -51,13 +51,15 @@ call                                         used for
 ``${V:-w}`` words they are processed anyway; inside ``#``/``%``/``/`` operands they are always kept so the pattern
 sees them); ``skip_unset_env`` leaves references to unset variables as written (``$X``, ``${X}``, ``${X:-w}``
 with ``w`` already processed; ``${X//p/r}`` comes back as ``${X/p/r}``, as in BuildKit); ``case_insensitive``
-matches names like BuildKit on Windows (upper-cased). Words are split on unquoted whitespace (Go's
-``unicode.IsSpace``); whitespace coming from a variable splits too, quoted whitespace does not, and ``<<`` keeps the
-blanks that follow it in the same word.
+matches names like BuildKit on Windows (upper-cased); ``skip_process_quotes`` makes quotes ordinary text.
+Words are split on unquoted whitespace (Go's ``unicode.IsSpace``); whitespace coming from a variable splits too,
+quoted whitespace does not, and ``<<`` keeps the blanks that follow it in the same word.
 
 Known difference: BuildKit's ProcessWords shares one word buffer between the outer word and the word inside
 ``${V:-w}`` (and the other operator forms), so text before such a substitution in the same word is lost
 (``abc${x:-d}e`` -> ``["de"]``). That is a bug; here the result is ``["abcde"]``. ProcessWord is not affected.
+Two messages differ on purpose: ``${NAME`` at the end of a word says "missing '}'" (BuildKit: "unsupported
+modifier (\ufffd)"), and a bad ``${V%p}`` pattern is quoted as written (BuildKit quotes it reversed).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from pybuild.errors import PybuildError
+from pybuild.errors import Location, PybuildError
 from pybuild.frontend import _shell_pattern
 
 __all__ = ["MAX_NESTING", "Expansion", "Lexer", "ShellError", "env_from_list", "go_quote", "pattern_to_regex"]
@@ -105,10 +107,10 @@ class ShellError(PybuildError):
     """
 
     def __init__(
-        self, message: str, *, detail: str | None = None,
-        matched: frozenset[str] = frozenset(), unmatched: frozenset[str] = frozenset(),
+        self, message: str, location: Location | None = None, hint: str | None = None, *,
+        detail: str | None = None, matched: frozenset[str] = frozenset(), unmatched: frozenset[str] = frozenset(),
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, location, hint)
         self.detail = detail if detail is not None else message
         self.matched = matched
         self.unmatched = unmatched
