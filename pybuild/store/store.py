@@ -614,7 +614,7 @@ class Store:
                         hint="run `pybuild store verify`; pull or load the image again",
                     )
                 staged = self._tmp("unpack")
-                staged.mkdir()
+                staged.mkdir(mode=0o755)  # the layer root's mode, unless the tar sets "./"
                 try:
                     with self.open_blob(blob.digest) as f:
                         packed = _HashingReader(f)
