@@ -105,12 +105,18 @@ class Owner:
 
     def __init__(self, tmp_dir: Path) -> None:
         self.tmp_dir = tmp_dir
-        self.token = secrets.token_hex(6)
-        pending = tmp_dir / f"{self.token}{OWNER_SUFFIX}.new"
-        self._fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        # Locked before it gets its final name, so a cleaner never sees an unlocked live owner file.
-        os.rename(pending, tmp_dir / f"{self.token}{OWNER_SUFFIX}")
+        while True:
+            self.token = secrets.token_hex(6)
+            pending = tmp_dir / f"{self.token}{OWNER_SUFFIX}.new"
+            self._fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            # Locked before it gets its final name, so a cleaner never sees an unlocked live owner file.
+            try:
+                os.rename(pending, tmp_dir / f"{self.token}{OWNER_SUFFIX}")
+                break
+            except FileNotFoundError:
+                # A concurrent sweep took it for debris between our create and our lock: start again.
+                os.close(self._fd)
 
     def temp_path(self, kind: str) -> Path:
         return self.tmp_dir / f"{self.token}-{kind}-{secrets.token_hex(6)}"

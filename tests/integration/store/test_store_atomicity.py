@@ -194,3 +194,25 @@ def test_two_processes_put_and_tag_concurrently(store_root: Path) -> None:
         assert len([m for m in index.manifests if m.annotations.get(ANNOTATION_REF_NAME)]) == len(names)
         assert store.gc().layers == ()
         assert len(store.list_images()) == 24
+
+
+_OPENER_CHILD = """
+import sys
+from pathlib import Path
+from pybuild.store import Store
+for i in range(25):
+    with Store.open(Path(sys.argv[1])) as s:
+        s.put_blob_bytes(f"{sys.argv[2]}-{i}".encode())
+print("ok", flush=True)
+"""
+
+
+def test_concurrent_opens_do_not_sweep_each_other(store_root: Path) -> None:
+    procs = [spawn_python(_OPENER_CHILD, str(store_root), str(n)) for n in range(4)]
+    for p in procs:
+        _out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()
+    with Store.open(store_root) as store:
+        assert len(list((store_root / "blobs" / "sha256").iterdir())) == 100
+        assert store.verify() == []
+        assert len(_tmp_entries(store_root)) == 1
