@@ -317,18 +317,32 @@ class _RootfsBuilder:
         finally:
             os.close(fd)
 
-    def _resolve(self, path: str, kind: str | None, record: bool = True) -> int:
-        """Open PATH inside the root (O_PATH); create it (kind 'dir' or 'file') and its parents if missing."""
+    def _resolve(self, path: str, kind: str | None, record: bool = True, depth: int = 0) -> int:
+        """Open PATH inside the root (O_PATH); create it (kind 'dir' or 'file') and its parents if missing.
+
+        Like runc's securejoin: a dangling symlink on the way is followed inside the root and its
+        target created there, never on the host.
+        """
         rel = path.strip("/") or "."
         try:
             return L.openat2(self.root_fd, rel, os.O_PATH, _IN_ROOT)
         except FileNotFoundError:
             if kind is None:
                 raise
+        if depth > 40:
+            raise SetupError(f"too many levels of symbolic links in {path!r} inside the image")
         parent, _, name = rel.rpartition("/")
-        pfd = self._resolve(parent or ".", "dir", record)
+        pfd = self._resolve(parent or ".", "dir", record, depth + 1)
         try:
             real_parent = self._relpath(pfd)
+            try:
+                st: os.stat_result | None = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                target = os.readlink(name, dir_fd=pfd)
+                joined = target if target.startswith("/") else f"{real_parent}/{target}"
+                return self._resolve(joined, kind, record, depth + 1)
             if record:
                 self._record_copyup(real_parent)
             if kind == "dir":
