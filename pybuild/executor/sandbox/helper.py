@@ -575,6 +575,7 @@ def _relay_tty(master: int, pid: int, stdin: bool) -> int:
                 _write_all(1, data)
             elif not data:
                 sources.remove(0)
+                _write_all(master, b"\x04")  # end of input: the terminal's EOF character (VEOF)
             else:
                 _write_all(master, data)
 
