@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "$GREETING from pybuild: $(cat /app/build-info), running as $(id -un)"

@@ -1,0 +1,546 @@
+"""The build engine: execute a Plan step by step into the store.
+
+For each stage the target needs (dependencies first): start from the base (an image in the store, an earlier
+stage, or scratch), then for each step either change the image config (metadata instructions), run a command in
+the sandbox over an overlay of the parent's layers (RUN), or copy files into such an overlay (COPY/ADD). A step
+that changed files becomes a layer by committing the overlay's upper directory through the store. The target
+stage's result is stored as an image and named.
+
+The engine never prints: it reports to an EventSink. It never mounts: the sandbox package does that.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pybuild.errors import Location, PybuildError
+from pybuild.events import BuildFinished, EventSink, StepDone, StepError, StepLog, StepStarted
+from pybuild.executor import imageconfig
+from pybuild.model import instructions as ins
+from pybuild.model.oci import ContainerConfig, History, ImageConfig, Platform, RootFS
+from pybuild.planner.plan import BaseImage, Plan, Stage, Step
+from pybuild.planner.platform import format_platform, host_platform
+from pybuild.store.store import Image, Layer, Store
+
+_OUTPUT_TAIL = 20  # lines of a failed step's output shown in its error
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything a build needs besides the store (what `pybuild build` flags become)."""
+
+    context: Path | None  # None: no context (Dockerfile from stdin with `-` as context)
+    dockerfile: str | None = None  # path as given to -f; None = CONTEXT/Dockerfile; "-" = dockerfile_data
+    dockerfile_data: bytes | None = None  # the Dockerfile's bytes when it came from stdin
+    tags: tuple[str, ...] = ()
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    pull: bool = False
+    network: str = "default"  # default | none | host: what RUN gets unless it says --network itself
+    secrets: Mapping[str, Path] = field(default_factory=dict)  # id -> file
+    platform: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: Image
+    names: tuple[str, ...]
+    steps_run: int
+    steps_cached: int
+    elapsed: float
+
+    @property
+    def image_id(self) -> str:
+        return self.image.id
+
+
+@dataclass
+class _StageResult:
+    """Where a stage stands: its config and layers so far (bottom first)."""
+
+    config: ImageConfig
+    layers: list[Layer]
+    cmd_set: bool = False  # this stage set CMD (ENTRYPOINT then keeps it)
+
+    @property
+    def chain_id(self) -> str | None:
+        return self.layers[-1].chain_id if self.layers else None
+
+
+class StoreResolver:
+    """Base images for the planner, from the local store (the planner itself never sees the store)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.images: dict[str, Image] = {}
+
+    def resolve(self, ref: str, platform: Platform) -> BaseImage | None:
+        if ref.lower() == "scratch":
+            return None
+        img = self.images.get(ref) or self.store.find(ref)
+        if img is None:
+            return None
+        self.images[ref] = img
+        return BaseImage(config=img.config.config, platform=img.config.platform, ref=img.manifest_digest)
+
+
+def _missing_image(ref: str, location: Location | None) -> PybuildError:
+    return PybuildError(
+        f"base image {ref!r} is not in the local store",
+        location,
+        hint="pulling from registries is not supported yet: make it with `pybuild import FILE NAME` "
+             "(e.g. fixtures/base/busybox.sh) or `pybuild load -i ARCHIVE`",
+    )
+
+
+class _Builder:
+    def __init__(self, store: Store, request: BuildRequest, plan: Plan, resolver: StoreResolver,
+                 sink: EventSink) -> None:
+        self.store = store
+        self.request = request
+        self.plan = plan
+        self.resolver = resolver
+        self.sink = sink
+        self.vertex = 0
+        self.steps_run = 0
+        self.steps_cached = 0
+        self.results: dict[int, _StageResult] = {}
+        self.multi_stage = len(plan.stages) > 1
+        self.epoch = _source_date_epoch()
+
+    # --- stages -------------------------------------------------------------------------------------------------
+
+    def build(self) -> _StageResult:
+        for stage in self.plan.stages:
+            self.results[stage.index] = self._stage(stage)
+        return self.results[self.plan.target]
+
+    def _label(self, stage: Stage, n: int) -> str:
+        total = len(stage.steps) + 1
+        prefix = f"{stage.display_name} " if (self.multi_stage or stage.name) else ""
+        return f"[{prefix}{n}/{total}]"
+
+    def _start(self, name: str) -> tuple[int, float]:
+        self.vertex += 1
+        self.sink.emit(StepStarted(self.vertex, name))
+        return self.vertex, time.monotonic()
+
+    def _stage(self, stage: Stage) -> _StageResult:
+        v, t0 = self._start(f"{self._label(stage, 1)} FROM {stage.from_.base}")
+        result = self._base(stage)
+        self.sink.emit(StepDone(v, time.monotonic() - t0))
+        for n, step in enumerate(stage.steps, start=2):
+            name = f"{self._label(stage, n)} {_describe(step.instruction)}"
+            v, t0 = self._start(name)
+            try:
+                result = self._step(stage, step, result, v, t0, name)
+            except PybuildError as e:
+                self.sink.emit(StepError(v, e.message.splitlines()[0], time.monotonic() - t0))
+                raise e.with_location(step.instruction.location) from None
+            self.sink.emit(StepDone(v, time.monotonic() - t0))
+        return result
+
+    def _base(self, stage: Stage) -> _StageResult:
+        if stage.base_stage is not None:
+            parent = self.results[stage.base_stage]
+            return _StageResult(parent.config, list(parent.layers))
+        if stage.base_image is None:  # FROM scratch
+            plat = stage.platform
+            cfg = ImageConfig(architecture=plat.architecture, os=plat.os, variant=plat.variant,
+                              config=ContainerConfig(env=(f"PATH={_DEFAULT_PATH}",)))
+            return _StageResult(cfg, [])
+        img = self._image(stage.base_image, stage.from_.location)
+        layers = self._unpacked_layers(img)
+        return _StageResult(img.config, layers)
+
+    def _image(self, ref: str, location: Location | None) -> Image:
+        img = self.resolver.images.get(ref) or self.store.find(ref)
+        if img is None:
+            raise _missing_image(ref, location)
+        return img
+
+    def _unpacked_layers(self, img: Image) -> list[Layer]:
+        if img.top_chain_id is not None:
+            self.store.ensure_unpacked(img.top_chain_id)
+        return self.store.image_layers(img)
+
+    # --- steps --------------------------------------------------------------------------------------------------
+
+    def _step(self, stage: Stage, step: Step, cur: _StageResult, v: int, t0: float, name: str) -> _StageResult:
+        inst = step.instruction
+        if isinstance(inst, ins.Run):
+            layer = self._run(stage, step, cur, v, t0, name)
+        elif isinstance(inst, ins.Copy | ins.Add):
+            layer = self._copy(stage, step, cur)
+        elif isinstance(inst, ins.Workdir):
+            layer = self._workdir(step, cur)
+        else:
+            layer = None
+        self.steps_run += 1
+        return self._record(cur, step, layer)
+
+    def _record(self, cur: _StageResult, step: Step, layer: Layer | None) -> _StageResult:
+        inst = step.instruction
+        config = cur.config
+        container = imageconfig.apply(config.config, inst, shell=step.shell, workdir=step.workdir,
+                                      cmd_set=cur.cmd_set)
+        author = inst.maintainer if isinstance(inst, ins.Maintainer) else config.author
+        history_args = tuple((k, v) for k, v in step.args if k not in _PROXY_ARGS)
+        entry = History(
+            created=_timestamp(self.epoch),
+            created_by=imageconfig.created_by(inst, shell=step.shell, args=history_args, workdir=step.workdir),
+            comment="buildkit.dockerfile.v0",
+            empty_layer=layer is None,
+        )
+        layers = [*cur.layers, layer] if layer is not None else list(cur.layers)
+        rootfs = RootFS(diff_ids=tuple(x.diff_id for x in layers))
+        new = replace(config, config=container, author=author, history=(*config.history, entry), rootfs=rootfs)
+        return _StageResult(new, layers, cmd_set=cur.cmd_set or isinstance(inst, ins.Cmd))
+
+    def _commit(self, upper: Path, parent: str | None) -> Layer | None:
+        """The upper dir as a layer on parent, or None when the step changed nothing."""
+        if not any(os.scandir(upper)):
+            return None
+        return self.store.commit_layer_dir(upper, parent, source_date_epoch=self.epoch)
+
+    def _lower_dirs(self, cur: _StageResult) -> list[str]:
+        return self.store.lower_dirs(cur.chain_id) if cur.chain_id else []
+
+    def _view(self, cur: _StageResult, mountpoint: Path, upper: Path | None = None,
+              work: Path | None = None) -> FsView:
+        return FsView(mountpoint=mountpoint, lower_dirs=self._lower_dirs(cur), upper_dir=upper, work_dir=work,
+                      chdir_for_mount=self.store.root)
+
+    def _resolve_user(self, cur: _StageResult, user: str, scratch: Path) -> tuple[int, int, list[int]]:
+        if user in ("", "root", "0", "0:0"):
+            return 0, 0, []
+        res = run_job([self._view(cur, scratch / "user-view")], "pybuild.executor.fsjobs:user", {"user": user})
+        return int(res[0]), int(res[1]), [int(g) for g in res[2]]
+
+    def _workdir(self, step: Step, cur: _StageResult) -> Layer | None:
+        with self.store.new_scratch_dir("workdir") as scratch:
+            upper, work = scratch / "upper", scratch / "work"
+            upper.mkdir()
+            work.mkdir()
+            run_job([self._view(cur, scratch / "root", upper, work)], "pybuild.executor.fsjobs:workdir",
+                    {"path": step.workdir, "user": step.user})
+            return self._commit(upper, cur.chain_id)
+
+    def _source_view(self, step: Step, scratch: Path) -> tuple[FsView | None, str | None]:
+        inst = step.instruction
+        if not isinstance(inst, ins.Copy) or not inst.from_:
+            return None, None
+        src = step.sources[0] if step.sources else None
+        mp = scratch / "from"
+        if src is not None and src.stage is not None:
+            res = self.results[src.stage]
+            return self._view(res, mp), f"stage {inst.from_}"
+        ref = src.image if src is not None and src.image else inst.from_
+        img = self._image(ref, inst.location)
+        layers = self._unpacked_layers(img)
+        return self._view(_StageResult(img.config, layers), mp), f"image {ref}"
+
+    def _copy(self, stage: Stage, step: Step, cur: _StageResult) -> Layer | None:
+        inst = step.instruction
+        assert isinstance(inst, ins.Copy | ins.Add)
+        word = "COPY" if isinstance(inst, ins.Copy) else "ADD"
+        with self.store.new_scratch_dir("copy") as scratch:
+            upper, work = scratch / "upper", scratch / "work"
+            upper.mkdir()
+            work.mkdir()
+            # --link copies into an empty tree that becomes its own layer, independent of what is below it.
+            dest_view = (FsView(mountpoint=scratch / "root", upper_dir=upper, work_dir=work) if inst.link
+                         else self._view(cur, scratch / "root", upper, work))
+            views = [dest_view]
+            from_view, from_label = self._source_view(step, scratch)
+            if from_view is not None:
+                views.append(from_view)
+            local = [s for s in inst.sources if not _is_url(s)]
+            remote = []
+            if isinstance(inst, ins.Add):
+                from pybuild.executor.fetch import download
+
+                for url in (s for s in inst.sources if _is_url(s)):
+                    got = download(url, scratch, checksum=inst.checksum or None).file
+                    remote.append({"path": str(got.path), "name": got.name, "mtime": got.mtime, "url": url})
+            if any(_is_url(s) for s in inst.sources) and isinstance(inst, ins.Copy):
+                raise PybuildError("COPY does not accept URLs as sources", hint="use ADD to download a file")
+            payload = {
+                "context": str(self.request.context) if self.request.context else None,
+                "dockerfile": self._dockerfile_path(),
+                "from_view": from_view is not None,
+                "from_label": from_label,
+                "sources": local,
+                "dest": inst.dest,
+                "workdir": step.workdir,
+                "chown": inst.chown,
+                "chmod": inst.chmod,
+                "exclude": list(inst.exclude),
+                "parents": isinstance(inst, ins.Copy) and inst.parents,
+                "unpack": isinstance(inst, ins.Add) and inst.unpack is not False,
+                "instruction": word,
+                "inline": [{"name": c.path, "content": c.data, "mode": 0o644} for c in inst.contents],
+                "remote": remote,
+            }
+            run_job(views, "pybuild.executor.fsjobs:copy", payload)
+            parent = None if inst.link else cur.chain_id
+            if inst.link:
+                # A --link layer is committed on its own and then stacked on the parent's chain.
+                layer = self._commit(upper, None)
+                return self._restack(layer, cur.chain_id) if layer is not None else None
+            return self._commit(upper, parent)
+
+    def _restack(self, layer: Layer, parent: str | None) -> Layer:
+        if parent is None:
+            return layer
+        assert layer.blob is not None
+        stacked = self.store.add_layer_blob(layer.blob, parent, layer.diff_id)
+        return self.store.ensure_unpacked(stacked.chain_id)
+
+    def _dockerfile_path(self) -> str | None:
+        d = self.request.dockerfile
+        if d in (None, "-") or self.request.context is None:
+            return str(self.request.context / "Dockerfile") if self.request.context and d is None else None
+        return str(Path(d).absolute())
+
+    def _run(self, stage: Stage, step: Step, cur: _StageResult, v: int, t0: float, name: str) -> Layer | None:
+        inst = step.instruction
+        assert isinstance(inst, ins.Run)
+        tail: collections.deque[str] = collections.deque(maxlen=_OUTPUT_TAIL)
+        partial = bytearray()
+
+        def on_output(chunk: bytes) -> None:
+            partial.extend(chunk)
+            while (i := partial.find(b"\n")) >= 0:
+                line = partial[:i].decode("utf-8", "replace").rstrip("\r")
+                del partial[: i + 1]
+                tail.append(line)
+                self.sink.emit(StepLog(v, line, time.monotonic() - t0))
+
+        with self.store.new_scratch_dir("run") as scratch:
+            upper, work = scratch / "upper", scratch / "work"
+            upper.mkdir()
+            work.mkdir()
+            uid, gid, groups = self._resolve_user(cur, step.user, scratch)
+            argv, extra_mounts = _run_argv(inst, step.shell, scratch)
+            env = dict(step.env)
+            env.update(dict(self.plan.proxy_env))
+            env.setdefault("PATH", _DEFAULT_PATH)
+            mounts, secret_env = self._run_mounts(inst, step, scratch)
+            env.update(secret_env)
+            network = inst.network if inst.network != "default" else self.request.network
+            spec = SandboxSpec(
+                lower_dirs=self._lower_dirs(cur), upper_dir=upper, work_dir=work,
+                chdir_for_mount=self.store.root, mounts=[*extra_mounts, *mounts],
+                network="none" if network == "none" else "host",
+            )
+            proc = Process(argv=argv, env=[f"{k}={val}" for k, val in env.items()], cwd=step.workdir or "/",
+                           uid=uid, gid=gid, additional_gids=groups)
+            code = run_in_sandbox(spec, proc, on_output=on_output)
+            if partial:
+                on_output(b"\n")
+            if code != 0:
+                raise StepFailed(name, argv, code, list(tail))
+            return self._commit(upper, cur.chain_id)
+
+    def _run_mounts(self, inst: ins.Run, step: Step,
+                    scratch: Path) -> tuple[list[BindMount | TmpfsMount], dict[str, str]]:
+        mounts: list[BindMount | TmpfsMount] = []
+        env: dict[str, str] = {}
+        for n, m in enumerate(inst.mounts):
+            src = step.sources[n] if n < len(step.sources) else None
+            target = m.target if m.target.startswith("/") else "/" + (step.workdir.strip("/") + "/" + m.target
+                                                                         ).lstrip("/")
+            if m.type == "tmpfs":
+                mounts.append(TmpfsMount(target, m.size_limit or None))
+            elif m.type == "secret":
+                sid = m.cache_id or (os.path.basename(m.target) if m.target else "")
+                path = self.request.secrets.get(sid)
+                if path is None:
+                    if m.required:
+                        raise PybuildError(f"secret {sid!r} is required but was not given",
+                                           hint=f"pass --secret id={sid},src=FILE")
+                    continue
+                if m.env:
+                    env[m.env] = path.read_text()
+                if m.env is None or m.target:
+                    mounts.append(BindMount(path, m.target or f"/run/secrets/{sid}", readonly=True))
+            elif m.type == "cache":
+                key = m.cache_id or target
+                mounts.append(BindMount(self.store.cache_mount_dir(key), target, readonly=m.readonly
+                                        if m.readonly is False else False))
+            elif m.type == "bind":
+                if src is not None and (src.stage is not None or src.image):
+                    view_root = self._mounted_source(src, scratch / f"mount-{n}", inst.location)
+                    mounts.append(BindMount(view_root / m.source.lstrip("/"), target, readonly=m.readonly))
+                else:
+                    if self.request.context is None:
+                        raise PybuildError("RUN --mount=type=bind needs a build context")
+                    from pybuild.context.rootfs import host_path
+
+                    mounts.append(BindMount(host_path(self.request.context, m.source or "/"), target,
+                                            readonly=m.readonly))
+            else:
+                raise PybuildError(f"RUN --mount=type={m.type} is not supported")
+        return mounts, env
+
+    def _mounted_source(self, src: object, where: Path, location: Location) -> Path:
+        raise PybuildError("RUN --mount=type=bind,from=... is not supported yet", location)
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+                         "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
+
+
+class StepFailed(PybuildError):
+    """A RUN command exited non-zero: the step, the command, its exit code and the end of its output."""
+
+    def __init__(self, step: str, argv: Sequence[str], code: int, tail: list[str]) -> None:
+        cmd = " ".join(argv)
+        super().__init__(f"{step}: process \"{cmd}\" did not complete successfully: exit code: {code}")
+        self.tail = tail
+        self.code = code
+
+    def render(self) -> str:
+        text = super().render()
+        if not self.tail:
+            return text
+        lines = "\n".join(f"  > {t}" for t in self.tail)
+        return f"{text}\nlast {len(self.tail)} lines of output:\n{lines}"
+
+
+def _run_argv(inst: ins.Run, shell: tuple[str, ...], scratch: Path) -> tuple[list[str], list[BindMount]]:
+    """The argv of a RUN step, as Docker builds it, plus mounts for heredoc scripts."""
+    if not inst.prepend_shell:
+        return list(inst.cmd), []
+    text = " ".join(inst.cmd)
+    if inst.files:
+        first = inst.files[0]
+        body = _heredoc_body(first)
+        if len(inst.files) == 1 and text.strip().startswith("<<") and text.strip().lstrip("<-").strip("'\"") == \
+                first.name:
+            # `RUN <<EOF` alone: the body is the script. A shebang makes it an executable run directly.
+            if body.startswith("#!"):
+                script = scratch / "heredoc-script"
+                script.write_text(body)
+                script.chmod(0o755)
+                return ["/dev/pipes/" + first.name], [BindMount(script, "/dev/pipes/" + first.name)]
+            return [*shell, body], []
+        # Otherwise the shell sees the command line followed by the heredoc bodies, as if typed.
+        parts = [text]
+        for f in inst.files:
+            parts.append(_heredoc_body(f) + f.name)
+        return [*shell, "\n".join(parts)], []
+    return [*shell, text], []
+
+
+def _heredoc_body(f: ins.InlineFile) -> str:
+    if not f.chomp:
+        return f.data
+    return "".join(line.lstrip("\t") for line in f.data.splitlines(keepends=True))
+
+
+def _describe(inst: ins.Instruction) -> str:
+    text = " ".join(inst.original.split()) if inst.original else type(inst).__name__.upper()
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _is_url(s: str) -> bool:
+    return s.startswith(("http://", "https://"))
+
+
+def _source_date_epoch() -> int | None:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise PybuildError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds") from None
+
+
+def _timestamp(epoch: int | None) -> str:
+    t = datetime.fromtimestamp(epoch, UTC) if epoch is not None else datetime.now(UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if epoch is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_platform(request: BuildRequest) -> Platform:
+    from pybuild.planner.platform import parse_platform
+
+    host = host_platform()
+    if request.platform is None:
+        return host
+    wanted = parse_platform(request.platform)
+    if (wanted.os, wanted.architecture, wanted.variant or "") != (host.os, host.architecture, host.variant or ""):
+        raise PybuildError(
+            f"cannot build for {format_platform(wanted)}: this machine is {format_platform(host)} and pybuild "
+            "has no emulation yet",
+            hint="drop --platform, or build on a machine of that platform",
+        )
+    return wanted
+
+
+def build(store: Store, request: BuildRequest, sink: EventSink) -> BuildResult:
+    """Plan and execute the build, store the target stage as an image and name it with request.tags."""
+    from pybuild.planner.load import load_and_plan
+
+    t0 = time.monotonic()
+    platform = _check_platform(request)
+    resolver = StoreResolver(store)
+    context = request.context if request.context is not None else Path(".")
+    plan = load_and_plan(request.dockerfile, context, stdin=request.dockerfile_data,
+                         build_args=request.build_args, target=request.target, platform=platform,
+                         resolver=resolver)
+    err = plan.lint_error()
+    if err is not None:
+        raise err
+    for stage in plan.stages:
+        if stage.base_image is not None and resolver.images.get(stage.base_image) is None \
+                and store.find(stage.base_image) is None:
+            raise _missing_image(stage.base_image, stage.from_.location)
+        if stage.platform != platform and (stage.platform.os, stage.platform.architecture) != \
+                (platform.os, platform.architecture):
+            raise PybuildError(f"FROM --platform={format_platform(stage.platform)} needs emulation, which pybuild "
+                               "does not have yet", stage.from_.location)
+    with store.lease():
+        builder = _Builder(store, request, plan, resolver, sink)
+        result = builder.build()
+        config = result.config
+        if request.labels:
+            labels = dict(config.config.labels)
+            labels.update(request.labels)
+            config = replace(config, config=replace(config.config, labels=labels))
+        config = replace(config, created=_timestamp(builder.epoch))
+        names = tuple(_normalize_tag(t) for t in request.tags)
+        image = store.put_image(config, result.layers, names=names)
+    elapsed = time.monotonic() - t0
+    sink.emit(BuildFinished(image.id, names, image.size, elapsed, builder.steps_cached, builder.steps_run))
+    return BuildResult(image, names, builder.steps_run, builder.steps_cached, elapsed)
+
+
+def _normalize_tag(tag: str) -> str:
+    from pybuild.model.oci import parse_reference
+
+    try:
+        ref = parse_reference(tag)
+    except (PybuildError, ValueError) as e:
+        raise PybuildError(f"invalid tag {tag!r}: {e}") from None
+    if ref.digest:
+        raise PybuildError(f"invalid tag {tag!r}: a tag cannot contain a digest")
+    return ref.familiar()
+
+
+# Imported last: the sandbox package is only needed once a build runs.
+from pybuild.executor.sandbox import BindMount, Process, SandboxSpec, TmpfsMount, run_in_sandbox  # noqa: E402
+from pybuild.executor.sandbox.jobs import FsView, run_job  # noqa: E402

@@ -1,0 +1,73 @@
+"""Filesystem work that needs a mounted image view: run inside `sandbox.jobs.run_job`'s helper process.
+
+Each function takes a JSON payload and the mountpoints of the views the engine asked for, and returns a
+JSON-serialisable result. They only touch the mounted views (and read the build context); the engine decides
+what is mounted where.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pybuild.context.context import BuildContext
+from pybuild.context.rootfs import mkdir_all, resolve_chown, resolve_user
+from pybuild.executor.copy import InlineFile, RemoteFile, copy_into, copy_sources
+
+
+def user(payload: dict[str, Any], mounts: list[str]) -> list[Any]:
+    """Resolve a USER value against the image at mounts[0]: [uid, gid, [supplementary gids]]."""
+    uid, gid, groups = resolve_user(Path(mounts[0]), payload["user"])
+    return [uid, gid, groups]
+
+
+def workdir(payload: dict[str, Any], mounts: list[str]) -> bool:
+    """Create the WORKDIR in the image at mounts[0] (owned by the USER in effect) if it is missing."""
+    root = Path(mounts[0])
+    owner = None
+    if payload.get("user"):
+        uid, gid, _ = resolve_user(root, payload["user"])
+        owner = (uid, gid)
+    before = _exists(root, payload["path"])
+    mkdir_all(root, payload["path"], owner=owner)
+    return not before
+
+
+def _exists(root: Path, vpath: str) -> bool:
+    from pybuild.context.rootfs import host_path
+
+    try:
+        return os.path.isdir(host_path(root, vpath))
+    except Exception:
+        return False
+
+
+def copy(payload: dict[str, Any], mounts: list[str]) -> dict[str, int]:
+    """COPY/ADD into the image at mounts[0]; with --from, the source tree is mounts[1]."""
+    dest_root = Path(mounts[0])
+    chown = resolve_chown(dest_root, payload["chown"]) if payload.get("chown") else None
+    if payload.get("from_view"):
+        context = BuildContext.from_rootfs(Path(mounts[1]), label=payload.get("from_label"))
+    elif payload.get("context"):
+        df = payload.get("dockerfile")
+        context = BuildContext.from_dir(Path(payload["context"]), Path(df) if df else None)
+    else:
+        context = None
+    inline = [InlineFile(name=f["name"], content=f["content"].encode("utf-8", "surrogateescape"), mode=f["mode"])
+              for f in payload.get("inline", [])]
+    remote = [RemoteFile(path=Path(r["path"]), name=r["name"], mtime=r.get("mtime"), url=r.get("url", ""))
+              for r in payload.get("remote", [])]
+    common: dict[str, Any] = dict(workdir=payload["workdir"], chown=chown, chmod=payload.get("chmod") or None,
+                                  exclude=payload.get("exclude", []), instruction=payload["instruction"])
+    if payload["sources"]:
+        if context is None:
+            from pybuild.errors import PybuildError
+
+            raise PybuildError(f"{payload['instruction']} needs a build context, but the build has none",
+                               hint="pass a context directory instead of `-`")
+        stats = copy_sources(dest_root, context, payload["sources"], payload["dest"], parents=payload["parents"],
+                             unpack=payload["unpack"], inline=[*inline, *remote], **common)  # type: ignore[list-item]
+    else:
+        stats = copy_into(dest_root, [*inline, *remote], payload["dest"], unpack=payload["unpack"], **common)
+    return {"files": stats.files, "dirs": stats.dirs}

@@ -1,0 +1,121 @@
+"""How each metadata instruction changes the image config, and the history line it leaves (Docker's rules).
+
+Pure functions over the OCI model: no files, no store. The CMD/ENTRYPOINT interplay follows Docker: an
+ENTRYPOINT instruction clears a CMD inherited from the base image (unless this stage set CMD itself).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from pybuild.model import instructions as ins
+from pybuild.model.oci import ContainerConfig, Healthcheck
+
+
+def set_env(env: tuple[str, ...], key: str, value: str) -> tuple[str, ...]:
+    """Replace KEY in place if present (keeping its position, as Docker does), else append it."""
+    out = list(env)
+    for i, item in enumerate(out):
+        if item.partition("=")[0] == key:
+            out[i] = f"{key}={value}"
+            return tuple(out)
+    out.append(f"{key}={value}")
+    return tuple(out)
+
+
+def command_argv(cmd: tuple[str, ...], prepend_shell: bool, shell: tuple[str, ...]) -> tuple[str, ...]:
+    """Shell form runs through the SHELL in effect; exec form is the argv as written."""
+    return (*shell, " ".join(cmd)) if prepend_shell else cmd
+
+
+def apply(
+    cfg: ContainerConfig, inst: ins.Instruction, *, shell: tuple[str, ...], workdir: str, cmd_set: bool
+) -> ContainerConfig:
+    """The container config after a metadata instruction (RUN/COPY/ADD/FROM/ARG leave it unchanged).
+
+    `workdir` is the planner's normalised directory for WORKDIR; `cmd_set` says whether this stage already set
+    CMD (then ENTRYPOINT keeps it).
+    """
+    if isinstance(inst, ins.Env):
+        env = cfg.env
+        for p in inst.pairs:
+            env = set_env(env, p.key, p.value)
+        return replace(cfg, env=env)
+    if isinstance(inst, ins.Label):
+        labels = dict(cfg.labels)
+        labels.update({p.key: p.value for p in inst.pairs})
+        return replace(cfg, labels=labels)
+    if isinstance(inst, ins.Expose):
+        return replace(cfg, exposed_ports=tuple(sorted(set(cfg.exposed_ports) | set(inst.ports))))
+    if isinstance(inst, ins.Volume):
+        return replace(cfg, volumes=tuple(sorted(set(cfg.volumes) | set(inst.paths))))
+    if isinstance(inst, ins.Workdir):
+        return replace(cfg, working_dir=workdir)
+    if isinstance(inst, ins.User):
+        return replace(cfg, user=inst.user)
+    if isinstance(inst, ins.StopSignal):
+        return replace(cfg, stop_signal=inst.signal)
+    if isinstance(inst, ins.Healthcheck):
+        h = inst.health
+        return replace(cfg, healthcheck=Healthcheck(test=h.test, interval=h.interval, timeout=h.timeout,
+                                                    start_period=h.start_period, start_interval=h.start_interval,
+                                                    retries=h.retries))
+    if isinstance(inst, ins.Shell):
+        return replace(cfg, shell=inst.shell)
+    if isinstance(inst, ins.Onbuild):
+        return replace(cfg, on_build=(*cfg.on_build, inst.expression))
+    if isinstance(inst, ins.Cmd):
+        return replace(cfg, cmd=command_argv(inst.cmd, inst.prepend_shell, shell))
+    if isinstance(inst, ins.Entrypoint):
+        entry = command_argv(inst.cmd, inst.prepend_shell, shell)
+        return replace(cfg, entrypoint=entry, cmd=cfg.cmd if cmd_set else None)
+    return cfg
+
+
+def created_by(inst: ins.Instruction, *, shell: tuple[str, ...], args: tuple[tuple[str, str], ...],
+               workdir: str) -> str:
+    """The history `created_by` text, in BuildKit's style (`RUN /bin/sh -c make # buildkit`)."""
+    if isinstance(inst, ins.Run):
+        argv = command_argv(inst.cmd, inst.prepend_shell, shell)
+        prefix = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args) + " " if args else ""
+        return f"RUN {prefix}{' '.join(argv)} # buildkit"
+    if isinstance(inst, ins.Copy | ins.Add):
+        word = "COPY" if isinstance(inst, ins.Copy) else "ADD"
+        flags = []
+        if isinstance(inst, ins.Copy) and inst.from_:
+            flags.append(f"--from={inst.from_}")
+        if inst.chown:
+            flags.append(f"--chown={inst.chown}")
+        if inst.chmod:
+            flags.append(f"--chmod={inst.chmod}")
+        srcs = [*inst.sources, *(f"<<{c.path}" for c in inst.contents)]
+        return f"{word} {' '.join([*flags, *srcs, inst.dest])} # buildkit"
+    if isinstance(inst, ins.Env):
+        return "ENV " + " ".join(f"{p.key}={p.value}" for p in inst.pairs)
+    if isinstance(inst, ins.Label):
+        return "LABEL " + " ".join(f"{p.key}={p.value}" for p in inst.pairs)
+    if isinstance(inst, ins.Expose):
+        return "EXPOSE " + " ".join(inst.ports)
+    if isinstance(inst, ins.Volume):
+        return "VOLUME " + json.dumps(list(inst.paths))
+    if isinstance(inst, ins.Workdir):
+        return f"WORKDIR {workdir}"
+    if isinstance(inst, ins.User):
+        return f"USER {inst.user}"
+    if isinstance(inst, ins.StopSignal):
+        return f"STOPSIGNAL {inst.signal}"
+    if isinstance(inst, ins.Healthcheck):
+        return "HEALTHCHECK " + json.dumps(list(inst.health.test))
+    if isinstance(inst, ins.Shell):
+        return "SHELL " + json.dumps(list(inst.shell))
+    if isinstance(inst, ins.Onbuild):
+        return f"ONBUILD {inst.expression}"
+    if isinstance(inst, ins.Cmd | ins.Entrypoint):
+        word = "CMD" if isinstance(inst, ins.Cmd) else "ENTRYPOINT"
+        return f"{word} " + json.dumps(list(command_argv(inst.cmd, inst.prepend_shell, shell)))
+    if isinstance(inst, ins.Maintainer):
+        return f"MAINTAINER {inst.maintainer}"
+    if isinstance(inst, ins.Arg):
+        return "ARG " + " ".join(a.key if a.value is None else f"{a.key}={a.value}" for a in inst.args)
+    return inst.original
