@@ -358,7 +358,8 @@ class _Walker:
         overlay: dict[str, bytes] = {}
         for name in sorted(names):
             try:
-                value = os.getxattr(target, name, follow_symlinks=False)
+                value = (os.getxattr(target, name, follow_symlinks=False) if isinstance(target, str)
+                         else os.getxattr(target, name))
             except OSError:  # removed meanwhile, or not readable: nothing to archive
                 continue
             if name.startswith(_OVERLAY_PREFIXES):
