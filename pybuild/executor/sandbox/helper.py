@@ -165,7 +165,8 @@ def _remove_stubs(upper: Path, stubs: list[dict[str, Any]]) -> None:
     """Undo the mountpoints init created, working on the upper dir directly (never through overlay).
 
     A stub is removed only if it still looks like what we made (an empty file or empty directory), or
-    is a whiteout, which cannot hide anything since the path did not exist below before we created it.
+    is a whiteout: the path was absent from the merged lower layers when we created it, so a whiteout
+    there has nothing to hide (a lower layer's own whiteout, if any, keeps doing that job).
     Copied-up parents we caused are removed when empty, not opaque, and unchanged in mode/owner.
     The step may have replaced directories with symlinks, so nothing here follows one.
     """
