@@ -16,7 +16,7 @@ class Heredoc:
     """One ``<<EOF`` body attached to a RUN/COPY/ADD node."""
 
     name: str  # the delimiter word, quotes removed
-    content: str  # the body, with the final newline; tabs stripped when chomp
+    content: str  # the body exactly as read, every line with its newline; NOT chomped (as BuildKit): apply chomp later
     expand: bool  # False when the delimiter was quoted: no $VAR expansion in the body
     chomp: bool  # True for <<-EOF: leading tabs removed from each body line
     fd: int | None = None  # e.g. 3<<EOF; None when not given
