@@ -31,7 +31,7 @@ from pathlib import Path
 from pybuild.errors import Location, PybuildError
 from pybuild.frontend._golang import US, go_lower, go_quote, trim_space
 from pybuild.frontend._grammar import LineError, RawInstruction, instruction_parser
-from pybuild.frontend._heredoc import HeredocError, chomp, heredocs_from_line
+from pybuild.frontend._heredoc import HeredocError, heredocs_from_line
 from pybuild.model.ast import Dockerfile, Heredoc, Node, ParseWarning
 
 __all__ = ["DirectiveMatch", "detect_syntax", "dump", "parse", "parse_directive", "parse_file"]
@@ -364,7 +364,7 @@ class _Parser:
                 body.append(raw)
             content = "".join(body)
             node.heredocs.append(Heredoc(
-                name=marker.name, content=chomp(content) if marker.chomp else content,
+                name=marker.name, content=content,
                 expand=marker.expand, chomp=marker.chomp, fd=marker.fd,
             ))
         return i, current
