@@ -1,12 +1,600 @@
-"""Layer tarball → directory in overlayfs upper-dir form (placeholder until the applier lands)."""
+"""Layer tarball → directory in overlayfs upper-dir form (the applied dir serves as an overlay layer).
+
+OCI whiteouts become overlay whiteouts: `.wh.<name>` → a 0:0 character device `<name>`, `.wh..wh..opq` → the
+`trusted.overlay.opaque=y` xattr on its directory (we run as root). AUFS metadata (`.wh..wh.*`) is skipped.
+
+Entry names are handled like Docker's `archive.UnpackLayer`: cleaned lexically, so a leading `/` or `./` is
+dropped (`/etc/x` lands at `<dest>/etc/x`) and `a/../b` is `b`; a name that still climbs above the root (`../x`,
+`a/../../x`) is refused. Unlike Docker (which relies on a chroot) and containerd (which resolves symlinks inside the
+root), a path whose parent is a symlink in dest is refused: parents are opened one component at a time with
+O_NOFOLLOW and every operation works relative to such a directory fd, so nothing lands outside dest. Hard link
+targets go through the same walk and are linked with follow_symlinks=False. overlay's private xattrs
+(`trusted.overlay.*`, `user.overlay.*`) in a layer are dropped: a layer must not steer overlayfs (redirects, metacopy).
+
+Decompression runs in a prefetch thread (zstandard, zlib, lzma release the GIL), so it overlaps the file writes.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import queue
+import shutil
+import stat
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
-from pybuild.layer.base import ApplyStats
+from pybuild.layer.base import (
+    OPAQUE_MARKER,
+    OPAQUE_XATTR,
+    OVERLAY_XATTR_PREFIXES,
+    WHITEOUT_PREFIX,
+    ApplyStats,
+    LayerError,
+)
+from pybuild.layer.compression import corrupt, open_raw_decompressed
+from pybuild.layer.tarfmt import (
+    AREGTYPE,
+    BLKTYPE,
+    BLOCK,
+    CHRTYPE,
+    CONTTYPE,
+    DIRTYPE,
+    FIFOTYPE,
+    GNU_LONGLINK,
+    GNU_LONGNAME,
+    LNKTYPE,
+    REGTYPE,
+    SYMTYPE,
+    XGLTYPE,
+    XHDTYPE,
+    ZERO_BLOCK,
+    HeaderError,
+    RawHeader,
+    parse_header,
+    parse_pax,
+)
+
+CHUNK = 1 << 20
+PREFETCH = 8  # chunks decompressed ahead
+MAX_META = 16 << 20  # PAX / GNU long-name data larger than this is not a sane header
+MAX_CACHED_DIRS = 128
+
+_OPQ = OPAQUE_MARKER.encode()
+_WH = WHITEOUT_PREFIX.encode()
+_AUFS_META = b".wh..wh."
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_T = TypeVar("_T")
 
 
 def apply_layer(stream: BinaryIO, dest: Path) -> ApplyStats:
-    raise NotImplementedError
+    """Unpack the layer tarball read from `stream` (compression detected from its first bytes) into `dest`.
+
+    `dest` is created if missing; entries already there are replaced (directories merged), as a later layer
+    would. Raises LayerError for a corrupt or truncated stream or an entry that would land outside `dest`.
+    """
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        root_fd = os.open(dest, _DIR_FLAGS)
+    except OSError as e:
+        raise LayerError(f"cannot unpack a layer into {dest}: {e.strerror or e}") from None
+    source: _Source | None = None
+    try:
+        kind, raw = open_raw_decompressed(stream)
+        source = _Source(raw)
+        applier = _Applier(root_fd, dest, kind)
+        applier.run(_entries(source), source)
+        return applier.stats()
+    finally:
+        if source is not None:
+            source.close()
+        os.close(root_fd)
+
+
+class _Source:
+    """The decompressed tar, read ahead by a thread in CHUNK pieces; exact reads and direct copies to fds."""
+
+    def __init__(self, raw: object) -> None:
+        self._raw = raw
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(PREFETCH)
+        self._stop = threading.Event()
+        self._chunk = b""
+        self._off = 0
+        self._eof = False
+        self.offset = 0  # bytes of tar consumed, for error messages
+        self._thread = threading.Thread(target=self._pump, name="layer-prefetch", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        read = getattr(self._raw, "read")  # noqa: B009 (raw is any object with read())
+        item: bytes | BaseException | None
+        while not self._stop.is_set():
+            try:
+                data = read(CHUNK)
+                item = data if data else None
+            except BaseException as e:
+                item = e
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, bytes):
+                return
+
+    def _next_chunk(self) -> bool:
+        if self._eof:
+            return False
+        item = self._queue.get()
+        if item is None:
+            self._eof = True
+            return False
+        if isinstance(item, BaseException):
+            self._eof = True
+            if isinstance(item, LayerError):
+                raise item
+            raise corrupt(f"cannot read the layer stream ({item})")
+        self._chunk, self._off = item, 0
+        return True
+
+    def _short(self, wanted: int, got: int) -> LayerError:
+        return corrupt(f"unexpected end of data at offset {self.offset + got} (wanted {wanted} more bytes)")
+
+    def read_exact(self, n: int) -> bytes:
+        off = self._off
+        if off + n <= len(self._chunk):
+            self._off = off + n
+            self.offset += n
+            return self._chunk[off : off + n]
+        parts = []
+        got = 0
+        while got < n:
+            if self._off == len(self._chunk) and not self._next_chunk():
+                raise self._short(n - got, got)
+            take = min(n - got, len(self._chunk) - self._off)
+            parts.append(self._chunk[self._off : self._off + take])
+            self._off += take
+            got += take
+        self.offset += n
+        return b"".join(parts)
+
+    def write_to(self, fd: int, n: int) -> None:
+        left = n
+        while left:
+            if self._off == len(self._chunk) and not self._next_chunk():
+                raise self._short(left, n - left)
+            take = min(left, len(self._chunk) - self._off)
+            with memoryview(self._chunk) as mv:
+                view = mv[self._off : self._off + take]
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            self._off += take
+            left -= take
+        self.offset += n
+
+    def skip(self, n: int) -> None:
+        left = n
+        while left:
+            if self._off == len(self._chunk) and not self._next_chunk():
+                raise self._short(left, n - left)
+            take = min(left, len(self._chunk) - self._off)
+            self._off += take
+            left -= take
+        self.offset += n
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _entries(source: _Source) -> Iterator[RawHeader]:
+    """The archive's entries with PAX and GNU long-name headers folded in; the consumer reads or skips each
+    entry's data (size rounded up to a block) before asking for the next."""
+    global_pax: dict[bytes, bytes] = {}
+    pax: dict[bytes, bytes] = {}
+    long_name: bytes | None = None
+    long_link: bytes | None = None
+    while True:
+        start = source.offset
+        block = source.read_exact(BLOCK)
+        if block == ZERO_BLOCK:
+            return
+        try:
+            hdr = parse_header(block)
+        except HeaderError as e:
+            raise corrupt(f"bad tar header at offset {start} ({e})") from None
+        flag = hdr.typeflag
+        if flag in (XHDTYPE, XGLTYPE, GNU_LONGNAME, GNU_LONGLINK):
+            if not 0 <= hdr.size <= MAX_META:
+                raise corrupt(f"implausible extended header size {hdr.size} at offset {start}")
+            data = source.read_exact(hdr.size)
+            source.skip(-hdr.size % BLOCK)
+            if flag == GNU_LONGNAME:
+                long_name = data.rstrip(b"\0")
+            elif flag == GNU_LONGLINK:
+                long_link = data.rstrip(b"\0")
+            else:
+                try:
+                    records = parse_pax(data)
+                except HeaderError as e:
+                    raise corrupt(f"bad PAX header at offset {start} ({e})") from None
+                (global_pax if flag == XGLTYPE else pax).update(records)
+            continue
+        records = {**global_pax, **pax} if global_pax else pax
+        if records:
+            _apply_pax(hdr, records, start)
+        if long_name is not None:
+            hdr.name = long_name
+        if long_link is not None:
+            hdr.linkname = long_link
+        pax, long_name, long_link = {}, None, None
+        if hdr.size < 0:
+            raise corrupt(f"negative size at offset {start}")
+        yield hdr
+
+
+def _apply_pax(hdr: RawHeader, records: dict[bytes, bytes], offset: int) -> None:
+    try:
+        for key, value in records.items():
+            if key == b"path":
+                hdr.name = value
+            elif key == b"linkpath":
+                hdr.linkname = value
+            elif key == b"size":
+                hdr.size = int(value)
+            elif key == b"uid":
+                hdr.uid = int(value)
+            elif key == b"gid":
+                hdr.gid = int(value)
+            elif key == b"mtime":
+                hdr.mtime = int(float(value))
+            elif key.startswith(b"SCHILY.xattr."):
+                hdr.xattrs[key[13:]] = value
+            elif key.startswith(b"GNU.sparse."):
+                raise LayerError("sparse files in layers are not supported", hint="re-create it without --sparse")
+    except ValueError:
+        raise corrupt(f"bad PAX value at offset {offset}") from None
+
+
+def _umask() -> int | None:
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _describe(name: bytes) -> str:
+    return repr(os.fsdecode(name))
+
+
+def _clean(name: bytes) -> list[bytes]:
+    """Docker's lexical cleaning: drop empty, `.` and leading `/` parts, fold `..`; refuse climbing above root."""
+    parts: list[bytes] = []
+    for part in name.split(b"/"):
+        if not part or part == b".":
+            continue
+        if part == b"..":
+            if not parts:
+                raise LayerError(f"layer entry {_describe(name)} points outside the layer root; refusing to unpack it")
+            parts.pop()
+        else:
+            parts.append(part)
+    return parts
+
+
+class _Dirs:
+    """Directory fds under the root, keyed by path parts, each reached component by component with O_NOFOLLOW
+    so that no symlink in dest is ever traversed."""
+
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
+        self._fds: dict[tuple[bytes, ...], int] = {}
+        self._plain: dict[tuple[bytes, ...], bool] = {}
+
+    def plain(self, parts: tuple[bytes, ...], fd: int) -> bool:
+        """Whether a file created in this directory simply gets our ids and its mode minus the umask: the
+        directory is not setgid and has no default ACL. Then the applier can skip fchown/fchmod."""
+        known = self._plain.get(parts)
+        if known is None:
+            st = os.fstat(fd)
+            known = not st.st_mode & stat.S_ISGID and "system.posix_acl_default" not in os.listxattr(fd)
+            self._plain[parts] = known
+        return known
+
+    def trim(self) -> None:
+        if len(self._fds) > MAX_CACHED_DIRS:
+            self.close()
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def forget(self, parts: tuple[bytes, ...]) -> None:
+        """`parts` was removed or replaced: its fd (and its descendants') no longer name what is in dest."""
+        n = len(parts)
+        for key in [k for k in self._fds if k[:n] == parts]:
+            os.close(self._fds.pop(key))
+        for key in [k for k in self._plain if k[:n] == parts]:
+            del self._plain[key]
+
+    def adopt(self, parts: tuple[bytes, ...], fd: int) -> None:
+        old = self._fds.pop(parts, None)
+        if old is not None:
+            os.close(old)
+        self._fds[parts] = fd
+        self._plain.pop(parts, None)
+
+    def get(self, parts: tuple[bytes, ...], entry: bytes, create: bool = True) -> int | None:
+        """The fd of directory `parts` (creating missing ones 0755 when `create`), None if missing and not
+        `create`. `entry` is the tar name, for messages."""
+        if not parts:
+            return self.root_fd
+        fd = self._fds.get(parts)
+        if fd is not None:
+            return fd
+        depth = len(parts) - 1
+        while depth and parts[:depth] not in self._fds:
+            depth -= 1
+        cur = self._fds[parts[:depth]] if depth else self.root_fd
+        for i in range(depth, len(parts)):
+            name = parts[i]
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=cur)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                os.mkdir(name, 0o755, dir_fd=cur)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=cur)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                where = "/".join(os.fsdecode(p) for p in parts[: i + 1])
+                st = os.stat(name, dir_fd=cur, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    raise LayerError(
+                        f"layer entry {_describe(entry)} would be written through the symbolic link {where!r}; "
+                        "refusing to write outside the layer root"
+                    ) from None
+                if not create:
+                    return None
+                raise LayerError(
+                    f"layer entry {_describe(entry)} needs {where!r} to be a directory, but it is not"
+                ) from None
+            self._fds[parts[: i + 1]] = fd
+            cur = fd
+        return cur
+
+
+class _Applier:
+    def __init__(self, root_fd: int, dest: Path, kind: str) -> None:
+        self.dirs = _Dirs(root_fd)
+        self.dest = dest
+        self.counts = dict.fromkeys(
+            ("entries", "files", "dirs", "symlinks", "hardlinks", "specials", "whiteouts", "opaque_dirs",
+             "file_bytes", "xattr_errors"), 0,
+        )
+        self.kind = kind
+        self.dir_mtimes: dict[tuple[bytes, ...], int] = {}
+        self.euid, self.egid = os.geteuid(), os.getegid()
+        # permission bits a new file keeps as given to open(): all but the umask's (read without changing it,
+        # since umask is process-wide); unknown → 0, i.e. always fchmod
+        umask = _umask()
+        self.creatable = 0 if umask is None else 0o777 & ~umask
+
+    def stats(self) -> ApplyStats:
+        return ApplyStats(compression=self.kind, **self.counts)
+
+    def run(self, entries: Iterator[RawHeader], source: _Source) -> None:
+        try:
+            for hdr in entries:
+                self.dirs.trim()
+                self.counts["entries"] += 1
+                try:
+                    self._entry(hdr, source)
+                except LayerError:
+                    raise
+                except OSError as e:
+                    raise LayerError(
+                        f"cannot unpack layer entry {_describe(hdr.name)} into {self.dest}: {e.strerror or e}"
+                    ) from None
+            self._set_dir_mtimes()
+        finally:
+            self.dirs.close()
+
+    def _entry(self, hdr: RawHeader, source: _Source) -> None:
+        flag = hdr.typeflag
+        is_file = flag in (REGTYPE, AREGTYPE, CONTTYPE)
+        if flag == AREGTYPE and hdr.name.endswith(b"/"):  # pre-POSIX tars mark directories by the slash only
+            flag, is_file = DIRTYPE, False
+        data_left = hdr.size
+        try:
+            parts = _clean(hdr.name)
+            if not parts:  # the root itself: dest's own metadata is the caller's (Docker skips it too)
+                return
+            base = parts[-1]
+            parent = tuple(parts[:-1])
+            if base.startswith(_WH):
+                self._whiteout(hdr, parent, base)
+                return
+            pfd = self.dirs.get(parent, hdr.name)
+            assert pfd is not None
+            if is_file:
+                self._file(hdr, pfd, parent, base, source)
+                data_left = 0
+            elif flag == DIRTYPE:
+                self._dir(hdr, pfd, parent, base)
+            elif flag == SYMTYPE:
+                self._symlink(hdr, pfd, parent, base)
+            elif flag == LNKTYPE:
+                self._hardlink(hdr, pfd, parent, base)
+            elif flag in (CHRTYPE, BLKTYPE, FIFOTYPE):
+                self._special(hdr, pfd, parent, base)
+            elif flag == b"V":  # GNU volume label: not a file
+                pass
+            else:
+                raise LayerError(
+                    f"layer entry {_describe(hdr.name)} has unsupported type {flag.decode('latin-1')!r}"
+                )
+        finally:
+            if data_left:
+                source.skip(data_left)
+        source.skip(-hdr.size % BLOCK)
+
+    def _create(self, pfd: int, parent: tuple[bytes, ...], base: bytes, make: Callable[[], _T],
+                keep_dir: bool = False) -> _T | None:
+        """make() the entry; if the name is taken, replace what is there (a directory is kept when `keep_dir`:
+        then None is returned)."""
+        try:
+            return make()
+        except FileExistsError:
+            pass
+        st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if keep_dir and is_dir:
+            return None
+        if is_dir:
+            shutil.rmtree(base, dir_fd=pfd)
+        else:
+            os.unlink(base, dir_fd=pfd)
+        self.dirs.forget((*parent, base))
+        return make()
+
+    def _xattrs(self, hdr: RawHeader, target: int | str) -> None:
+        for key, value in sorted(hdr.xattrs.items()):
+            name = os.fsdecode(key)
+            if name.startswith(OVERLAY_XATTR_PREFIXES):
+                continue
+            try:
+                if isinstance(target, int):
+                    os.setxattr(target, name, value)
+                else:
+                    os.setxattr(target, name, value, follow_symlinks=False)
+            except OSError as e:
+                if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL):
+                    raise
+                self.counts["xattr_errors"] += 1
+
+    def _file(self, hdr: RawHeader, pfd: int, parent: tuple[bytes, ...], base: bytes, source: _Source) -> None:
+        # Small files are bound by per-file syscalls, so skip chown/chmod when creation already gives the
+        # right owner and mode (the common 0:0, 0644/0755 file in a plain directory).
+        perm = hdr.mode & 0o7777
+        plain = self.dirs.plain(parent, pfd)
+        exact_mode = plain and not perm & ~self.creatable
+        fd = self._create(
+            pfd, parent, base, lambda: os.open(base, _NEW_FILE, perm if exact_mode else 0o600, dir_fd=pfd)
+        )
+        assert fd is not None
+        try:
+            if hdr.size:
+                source.write_to(fd, hdr.size)
+            # ownership first (chown clears setuid bits), then mode, then xattrs (chown and writes drop
+            # security.capability), then the time
+            if not plain or hdr.uid != self.euid or hdr.gid != self.egid:
+                os.fchown(fd, hdr.uid, hdr.gid)
+            if not exact_mode:
+                os.fchmod(fd, perm)
+            if hdr.xattrs:
+                self._xattrs(hdr, fd)
+            os.utime(fd, ns=(hdr.mtime * 1_000_000_000, hdr.mtime * 1_000_000_000))
+        finally:
+            os.close(fd)
+        self.counts["files"] += 1
+        self.counts["file_bytes"] += hdr.size
+
+    def _dir(self, hdr: RawHeader, pfd: int, parent: tuple[bytes, ...], base: bytes) -> None:
+        self._create(pfd, parent, base, lambda: os.mkdir(base, 0o700, dir_fd=pfd), keep_dir=True)
+        parts = (*parent, base)
+        fd = os.open(base, _DIR_FLAGS, dir_fd=pfd)
+        self.dirs.adopt(parts, fd)
+        os.fchown(fd, hdr.uid, hdr.gid)
+        os.fchmod(fd, hdr.mode & 0o7777)
+        if hdr.xattrs:
+            self._xattrs(hdr, fd)
+        # set once the directory's contents are written (creating them changes it)
+        self.dir_mtimes[parts] = hdr.mtime
+        self.counts["dirs"] += 1
+
+    def _finish_nofollow(self, hdr: RawHeader, pfd: int, base: bytes, chmod: bool) -> None:
+        os.chown(base, hdr.uid, hdr.gid, dir_fd=pfd, follow_symlinks=False)
+        if chmod:  # only for a node we just created (not a symlink), so following is safe
+            os.chmod(base, hdr.mode & 0o7777, dir_fd=pfd)
+        if hdr.xattrs:
+            self._xattrs(hdr, f"/proc/self/fd/{pfd}/{os.fsdecode(base)}")
+        ns = hdr.mtime * 1_000_000_000
+        os.utime(base, ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _symlink(self, hdr: RawHeader, pfd: int, parent: tuple[bytes, ...], base: bytes) -> None:
+        self._create(pfd, parent, base, lambda: os.symlink(hdr.linkname, base, dir_fd=pfd))
+        self._finish_nofollow(hdr, pfd, base, chmod=False)
+        self.counts["symlinks"] += 1
+
+    def _special(self, hdr: RawHeader, pfd: int, parent: tuple[bytes, ...], base: bytes) -> None:
+        if hdr.typeflag == FIFOTYPE:
+            self._create(pfd, parent, base, lambda: os.mkfifo(base, 0o600, dir_fd=pfd))
+        else:
+            kind = stat.S_IFCHR if hdr.typeflag == CHRTYPE else stat.S_IFBLK
+            dev = os.makedev(hdr.devmajor, hdr.devminor)
+            self._create(pfd, parent, base, lambda: os.mknod(base, kind | 0o600, dev, dir_fd=pfd))
+        self._finish_nofollow(hdr, pfd, base, chmod=True)
+        self.counts["specials"] += 1
+
+    def _hardlink(self, hdr: RawHeader, pfd: int, parent: tuple[bytes, ...], base: bytes) -> None:
+        target = _clean(hdr.linkname)
+        if not target:
+            raise LayerError(f"layer entry {_describe(hdr.name)} is a hard link to the layer root")
+        tpfd = self.dirs.get(tuple(target[:-1]), hdr.name, create=False)
+        missing = LayerError(
+            f"layer entry {_describe(hdr.name)} is a hard link to {_describe(hdr.linkname)}, which is not in the layer"
+        )
+        if tpfd is None:
+            raise missing
+        try:
+            self._create(
+                pfd, parent, base,
+                lambda: os.link(target[-1], base, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False),
+            )
+        except FileNotFoundError:
+            raise missing from None
+        self.counts["hardlinks"] += 1
+
+    def _whiteout(self, hdr: RawHeader, parent: tuple[bytes, ...], base: bytes) -> None:
+        if base == _OPQ:
+            fd = self.dirs.get(parent, hdr.name)
+            assert fd is not None
+            os.setxattr(fd, OPAQUE_XATTR, b"y")
+            self.counts["opaque_dirs"] += 1
+            return
+        if base.startswith(_AUFS_META):
+            return
+        name = base[len(_WH) :]
+        if name in (b"", b".", b".."):
+            raise LayerError(f"layer entry {_describe(hdr.name)} is not a valid whiteout")
+        pfd = self.dirs.get(parent, hdr.name)
+        assert pfd is not None
+        self._create(pfd, parent, name, lambda: os.mknod(name, stat.S_IFCHR, 0, dir_fd=pfd))
+        os.chown(name, hdr.uid, hdr.gid, dir_fd=pfd, follow_symlinks=False)
+        self.counts["whiteouts"] += 1
+
+    def _set_dir_mtimes(self) -> None:
+        for parts, mtime in self.dir_mtimes.items():
+            try:
+                pfd = self.dirs.get(parts[:-1], b"/".join(parts), create=False)
+                if pfd is None:
+                    continue
+                st = os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):  # not replaced by a later entry
+                    ns = mtime * 1_000_000_000
+                    os.utime(parts[-1], ns=(ns, ns), dir_fd=pfd, follow_symlinks=False)
+            except (FileNotFoundError, LayerError):  # gone, or under a symlink a later entry made: not ours
+                continue
+            self.dirs.trim()

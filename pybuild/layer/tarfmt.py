@@ -129,9 +129,6 @@ def encode_entry(
 # ---------------------------------------------------------------------------------------------------------------
 # Decoding
 
-_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s12x")
-
-
 class HeaderError(ValueError):
     """A header block that is not a tar header (the caller reports the layer as corrupt)."""
 
@@ -172,31 +169,42 @@ def is_zero_block(block: bytes | memoryview) -> bool:
     return block == ZERO_BLOCK
 
 
+def _checksum_ok(block: bytes, stored: int) -> bool:
+    unsigned = _checksum(block) - sum(block[148:156]) + 8 * 0x20
+    if stored == unsigned:
+        return True
+    signed = unsigned - 256 * sum(1 for c in block[:148] + block[156:] if c >= 0x80)
+    return stored == signed
+
+
 def parse_header(block: bytes) -> RawHeader:
     """Decode one 512-byte header, checking its checksum (unsigned, or the signed sum some old tars wrote)."""
-    (name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic, _version, _uname, _gname,
-     devmajor, devminor, prefix) = _HEADER.unpack(block)
-    stored = _number(chksum)
-    unsigned = _checksum(block) - sum(chksum) + 8 * 0x20
-    if stored != unsigned:
-        signed = unsigned - 256 * sum(1 for c in block[:148] + b"        " + block[156:] if c >= 0x80)
-        if stored != signed:
-            raise HeaderError("header checksum mismatch")
-    name = name.split(b"\0", 1)[0]
-    if magic == b"ustar\0" and prefix[0]:
-        name = prefix.split(b"\0", 1)[0] + b"/" + name
-    return RawHeader(
-        name=name,
-        mode=_number(mode),
-        uid=_number(uid),
-        gid=_number(gid),
-        size=_number(size),
-        mtime=_number(mtime),
-        typeflag=typeflag,
-        linkname=linkname.split(b"\0", 1)[0],
-        devmajor=_number(devmajor),
-        devminor=_number(devminor),
-    )
+    # fast path: the five numeric fields mode..mtime as NUL/space-terminated octal, as nearly every writer does
+    numbers = block[100:148].replace(b"\0", b" ").split()
+    try:
+        if len(numbers) != 5:
+            raise ValueError
+        mode, uid, gid, size, mtime = [int(x, 8) for x in numbers]
+    except ValueError:
+        mode, uid, gid = _number(block[100:108]), _number(block[108:116]), _number(block[116:124])
+        size, mtime = _number(block[124:136]), _number(block[136:148])
+    if not _checksum_ok(block, _number(block[148:156])):
+        raise HeaderError("header checksum mismatch")
+    name = block[:100]
+    end = name.find(b"\0")
+    if end >= 0:
+        name = name[:end]
+    if block[257:263] == b"ustar\0" and block[345]:
+        name = block[345:500].split(b"\0", 1)[0] + b"/" + name
+    typeflag = block[156:157]
+    linkname = block[157:257]
+    end = linkname.find(b"\0")
+    if end >= 0:
+        linkname = linkname[:end]
+    devmajor = devminor = 0
+    if typeflag in (b"3", b"4"):
+        devmajor, devminor = _number(block[329:337]), _number(block[337:345])
+    return RawHeader(name, mode, uid, gid, size, mtime, typeflag, linkname, devmajor, devminor, {})
 
 
 def parse_pax(data: bytes) -> dict[bytes, bytes]:
