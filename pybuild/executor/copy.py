@@ -622,8 +622,10 @@ def copy_into(dest_root: Path, sources: Sequence[Source], dest: str, *, workdir:
 def copy_sources(dest_root: Path, context: BuildContext, sources: Sequence[str], dest: str, *,
                  workdir: str = "/", chown: tuple[int, int] | None = None, chmod: str | ChmodSpec | None = None,
                  exclude: Sequence[str] = (), parents: bool = False, unpack: bool = False,
-                 inline: Sequence[InlineFile] = (), instruction: str = "COPY") -> CopyStats:
+                 inline: Sequence[InlineFile | RemoteFile] = (), instruction: str = "COPY") -> CopyStats:
     """Select ``sources`` (as written) in ``context`` and copy them: the one-call form of COPY/ADD.
+
+    ``inline`` are heredoc bodies (and already downloaded URLs), copied after the selected sources.
 
     Ownership is kept when ``context`` is a ``--from`` rootfs (``BuildContext.from_rootfs``) and reset to 0:0 for
     the build context.
