@@ -2,13 +2,11 @@
 ``BuildFromConfig`` applies them (CMD ENTRYPOINT ENV EXPOSE LABEL ONBUILD USER VOLUME WORKDIR STOPSIGNAL).
 
 Each change is parsed by the Dockerfile parser (``pybuild.frontend.parser.parse``) and the instruction
-layer; until the parser is importable a minimal line parser builds the same raw nodes. Words are expanded
-against the config's Env as a build would expand them.
+layer, then applied with its words expanded against the config's Env, as a build would expand them.
 """
 
 from __future__ import annotations
 
-import json
 import posixpath
 from collections.abc import Sequence
 from dataclasses import replace
@@ -43,87 +41,9 @@ def parse_changes(changes: Sequence[str]) -> list[ins.Instruction]:
 
 
 def _nodes(text: str) -> tuple[Node, ...]:
-    try:
-        from pybuild.frontend.parser import parse  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return tuple(n for n in (_mini_node(line) for line in text.splitlines()) if n is not None)
+    from pybuild.frontend.parser import parse
+
     return tuple(parse(text, "--change").nodes)
-
-
-def _split_unquoted(text: str) -> list[str]:
-    """Whitespace-separated words, quotes and backslash escapes kept in the words (expansion removes them)."""
-    words: list[str] = []
-    cur: list[str] = []
-    quote = ""
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            cur += [c, text[i + 1]]
-            i += 2
-            continue
-        if quote:
-            if c == quote:
-                quote = ""
-        elif c in "'\"":
-            quote = c
-        elif c.isspace():
-            if cur:
-                words.append("".join(cur))
-                cur = []
-            i += 1
-            continue
-        cur.append(c)
-        i += 1
-    if cur:
-        words.append("".join(cur))
-    return words
-
-
-def _mini_node(line: str) -> Node | None:
-    """One instruction line as the raw parser would split it (enough for the --change instructions)."""
-    stripped = line.strip()
-    if not stripped or stripped.startswith("#"):
-        return None
-    keyword, _, rest = stripped.partition(" ")
-    if "\t" in keyword:
-        keyword, _, more = keyword.partition("\t")
-        rest = more + " " + rest
-    kw = keyword.lower()
-    rest = rest.strip()
-    if kw == "onbuild":
-        child = _mini_node(rest)
-        return Node("onbuild", (), child=child, original=stripped, start_line=1, end_line=1)
-    args: tuple[str, ...]
-    json_form = False
-    if kw in ("cmd", "entrypoint", "volume", "shell") and rest.startswith("["):
-        try:
-            parsed = json.loads(rest)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
-            return Node(kw, tuple(parsed), json_form=True, original=stripped, start_line=1, end_line=1)
-    if kw in ("env", "label"):
-        words = _split_unquoted(rest)
-        if words and "=" not in words[0]:
-            key, _, value = rest.partition(" ")
-            args = (key, value.strip(), "")
-        else:
-            triples: list[str] = []
-            for w in words:
-                if "=" not in w:
-                    raise PybuildError(
-                        f"Syntax error - can't find = in {w!r}. Must be of the form: name=value",
-                        Location("--change", 1, 1, line),
-                    )
-                k, _, v = w.partition("=")
-                triples += [k, v, "="]
-            args = tuple(triples)
-    elif kw in ("expose", "volume"):
-        args = tuple(_split_unquoted(rest))
-    else:
-        args = (rest,) if rest else ()
-    return Node(kw, args, json_form=json_form, original=stripped, start_line=1, end_line=1)
 
 
 def _ports(specs: Sequence[str]) -> list[str]:
