@@ -121,3 +121,23 @@ def test_150_layers_fit_one_page_and_mount(store_root: Path, tmp_path: Path) -> 
         finally:
             subprocess.run(["umount", str(target)], check=True)
         assert store.verify() == []
+
+
+def test_layer_blob_moves_between_stores(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+        base = _commit(a, {"keep": "1", "gone": "2"}, None, compression=Compression.GZIP)
+        top = _commit(a, {"new": "3"}, base, whiteouts=("gone",), compression=Compression.GZIP)
+        parent: str | None = None
+        for lay in a.layer_chain(top):
+            assert lay.blob is not None
+            with a.open_blob(lay.blob.digest) as f:
+                desc = b.put_blob(f, expected_digest=lay.blob.digest, media_type=lay.blob.media_type)
+            copied = b.add_layer_blob(desc, parent)  # diff_id computed by decompressing
+            assert copied.diff_id == lay.diff_id and copied.chain_id == lay.chain_id
+            parent = copied.chain_id
+        unpacked = b.ensure_unpacked(top)
+        assert unpacked.path is not None
+        assert (unpacked.path / "new").read_text() == "3"
+        st = os.lstat(unpacked.path / "gone")  # the whiteout is back in overlay form
+        assert os.major(st.st_rdev) == 0 and os.minor(st.st_rdev) == 0
+        assert b.verify() == []
