@@ -51,7 +51,7 @@ class PybuildError(Exception):
             shown = text if len(text) <= 200 else text[:200] + "..."
             parts.append(f"  {loc.line} | {shown}")
             if loc.column and loc.column - 1 <= len(shown):
-                gutter = " " * (len(str(loc.line)) + 2)
+                gutter = " " * (len(str(loc.line)) + 1)
                 # keep tabs so the caret lines up under the offending character
                 pad = "".join(c if c == "\t" else " " for c in shown[: loc.column - 1])
                 parts.append(f"  {gutter}| {pad}^")

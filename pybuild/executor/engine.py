@@ -219,11 +219,12 @@ class _Builder:
         return FsView(mountpoint=mountpoint, lower_dirs=self._lower_dirs(cur), upper_dir=upper, work_dir=work,
                       chdir_for_mount=self.store.root)
 
-    def _resolve_user(self, cur: _StageResult, user: str, scratch: Path) -> tuple[int, int, list[int]]:
+    def _resolve_user(self, cur: _StageResult, user: str, scratch: Path) -> tuple[int, int, list[int], str]:
+        """(uid, gid, supplementary gids, home) of USER, looked up in the image's own /etc/passwd and /etc/group."""
         if user in ("", "root", "0", "0:0"):
-            return 0, 0, []
+            return 0, 0, [], "/root"
         res = run_job([self._view(cur, scratch / "user-view")], "pybuild.executor.fsjobs:user", {"user": user})
-        return int(res[0]), int(res[1]), [int(g) for g in res[2]]
+        return int(res[0]), int(res[1]), [int(g) for g in res[2]], str(res[3])
 
     def _workdir(self, step: Step, cur: _StageResult) -> Layer | None:
         with self.store.new_scratch_dir("workdir") as scratch:
@@ -274,7 +275,7 @@ class _Builder:
             if any(_is_url(s) for s in inst.sources) and isinstance(inst, ins.Copy):
                 raise PybuildError("COPY does not accept URLs as sources", hint="use ADD to download a file")
             payload = {
-                "context": str(self.request.context) if self.request.context else None,
+                "context": str(self.request.context.absolute()) if self.request.context else None,
                 "dockerfile": self._dockerfile_path(),
                 "from_view": from_view is not None,
                 "from_label": from_label,
@@ -329,11 +330,12 @@ class _Builder:
             upper, work = scratch / "upper", scratch / "work"
             upper.mkdir()
             work.mkdir()
-            uid, gid, groups = self._resolve_user(cur, step.user, scratch)
+            uid, gid, groups, home = self._resolve_user(cur, step.user, scratch)
             argv, extra_mounts = _run_argv(inst, step.shell, scratch)
             env = dict(step.env)
             env.update(dict(self.plan.proxy_env))
             env.setdefault("PATH", _DEFAULT_PATH)
+            env.setdefault("HOME", home)  # as runc does when the image does not set it
             mounts, secret_env = self._run_mounts(inst, step, scratch)
             env.update(secret_env)
             network = inst.network if inst.network != "default" else self.request.network
@@ -352,8 +354,8 @@ class _Builder:
             return self._commit(upper, cur.chain_id)
 
     def _run_mounts(self, inst: ins.Run, step: Step,
-                    scratch: Path) -> tuple[list[BindMount | TmpfsMount], dict[str, str]]:
-        mounts: list[BindMount | TmpfsMount] = []
+                    scratch: Path) -> tuple[list[BindMount | TmpfsMount | OverlayMount], dict[str, str]]:
+        mounts: list[BindMount | TmpfsMount | OverlayMount] = []
         env: dict[str, str] = {}
         for n, m in enumerate(inst.mounts):
             src = step.sources[n] if n < len(step.sources) else None
@@ -378,9 +380,13 @@ class _Builder:
                 mounts.append(BindMount(self.store.cache_mount_dir(key), target, readonly=m.readonly
                                         if m.readonly is False else False))
             elif m.type == "bind":
-                if src is not None and (src.stage is not None or src.image):
-                    view_root = self._mounted_source(src, scratch / f"mount-{n}", inst.location)
-                    mounts.append(BindMount(view_root / m.source.lstrip("/"), target, readonly=m.readonly))
+                if src is not None and src.stage is not None:
+                    lowers = self._lower_dirs(self.results[src.stage])
+                    mounts.append(OverlayMount(lowers, target, m.source or "/", readonly=m.readonly))
+                elif src is not None and src.image:
+                    img = self._image(src.image, inst.location)
+                    lowers = self._lower_dirs(_StageResult(img.config, self._unpacked_layers(img)))
+                    mounts.append(OverlayMount(lowers, target, m.source or "/", readonly=m.readonly))
                 else:
                     if self.request.context is None:
                         raise PybuildError("RUN --mount=type=bind needs a build context")
@@ -391,9 +397,6 @@ class _Builder:
             else:
                 raise PybuildError(f"RUN --mount=type={m.type} is not supported")
         return mounts, env
-
-    def _mounted_source(self, src: object, where: Path, location: Location) -> Path:
-        raise PybuildError("RUN --mount=type=bind,from=... is not supported yet", location)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
@@ -542,5 +545,12 @@ def _normalize_tag(tag: str) -> str:
 
 
 # Imported last: the sandbox package is only needed once a build runs.
-from pybuild.executor.sandbox import BindMount, Process, SandboxSpec, TmpfsMount, run_in_sandbox  # noqa: E402
+from pybuild.executor.sandbox import (  # noqa: E402
+    BindMount,
+    OverlayMount,
+    Process,
+    SandboxSpec,
+    TmpfsMount,
+    run_in_sandbox,
+)
 from pybuild.executor.sandbox.jobs import FsView, run_job  # noqa: E402

@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from pybuild.context.context import BuildContext
-from pybuild.context.rootfs import mkdir_all, resolve_chown, resolve_user
+from pybuild.context.rootfs import mkdir_all, read_passwd, resolve_chown, resolve_user
 from pybuild.executor.copy import InlineFile, RemoteFile, copy_into, copy_sources
 
 
 def user(payload: dict[str, Any], mounts: list[str]) -> list[Any]:
-    """Resolve a USER value against the image at mounts[0]: [uid, gid, [supplementary gids]]."""
-    uid, gid, groups = resolve_user(Path(mounts[0]), payload["user"])
-    return [uid, gid, groups]
+    """Resolve a USER value against the image at mounts[0]: [uid, gid, [supplementary gids], home]."""
+    root = Path(mounts[0])
+    uid, gid, groups = resolve_user(root, payload["user"])
+    home = next((e.home for e in read_passwd(root) or [] if e.uid == uid), "/")
+    return [uid, gid, groups, home]
 
 
 def workdir(payload: dict[str, Any], mounts: list[str]) -> bool:

@@ -664,6 +664,16 @@ class Store:
         finally:
             remove_tree(path)
 
+    def cache_mount_dir(self, cache_id: str) -> Path:
+        """The persistent directory behind ``RUN --mount=type=cache,id=ID`` (created empty on first use).
+
+        It lives beside the layers, never in one: its contents survive between builds and are shared by every
+        step that names the same id.
+        """
+        path = self._root / "cache-mounts" / hashlib.sha256(cache_id.encode()).hexdigest()[:32]
+        path.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return path
+
     # --- images --------------------------------------------------------------------------------------------
 
     def put_image(

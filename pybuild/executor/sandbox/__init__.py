@@ -36,6 +36,7 @@ from pybuild.errors import PybuildError
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "BindMount",
+    "OverlayMount",
     "Process",
     "SandboxError",
     "SandboxSpec",
@@ -88,6 +89,21 @@ class TmpfsMount:
 
 
 @dataclass(frozen=True)
+class OverlayMount:
+    """Mount `source` (a path inside the image) of a read-only view of image layers at `target`.
+
+    For `RUN --mount=type=bind,from=<stage or image>`. lower_dirs are topmost first and, like
+    SandboxSpec.lower_dirs, may be relative to `chdir_for_mount`. With readonly=False the step may write
+    to it, and the writes are thrown away with the sandbox's work dir (Docker's `rw` bind semantics).
+    """
+
+    lower_dirs: Sequence[str]
+    target: str
+    source: str = "/"
+    readonly: bool = True
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """Where the root filesystem comes from and what the step sees around its process.
 
@@ -107,7 +123,7 @@ class SandboxSpec:
     upper_dir: Path
     work_dir: Path
     chdir_for_mount: Path | None = None
-    mounts: Sequence[BindMount | TmpfsMount] = ()
+    mounts: Sequence[BindMount | TmpfsMount | OverlayMount] = ()
     network: Literal["host", "none"] = "host"
     hostname: str = "buildkitsandbox"
     hosts: str | None = None
@@ -169,6 +185,9 @@ def _config(spec: SandboxSpec, process: Process) -> dict[str, Any]:
         if isinstance(m, BindMount):
             mounts.append({"type": "bind", "source": str(Path(m.source).absolute()), "target": m.target,
                            "readonly": m.readonly})
+        elif isinstance(m, OverlayMount):
+            mounts.append({"type": "overlay", "lower_dirs": list(m.lower_dirs), "source": m.source,
+                           "target": m.target, "readonly": m.readonly})
         else:
             mounts.append({"type": "tmpfs", "target": m.target, "size": m.size})
     return {

@@ -446,7 +446,7 @@ class _RootfsBuilder:
             with self._target(m["target"], "dir") as t:
                 L.mount("tmpfs", t, "tmpfs", L.MS_NOSUID | L.MS_NODEV, data)
             return
-        source = m["source"]
+        source = m["source"] if m["type"] == "bind" else self._mount_view(m)
         try:
             is_dir = stat.S_ISDIR(os.stat(source).st_mode)
         except OSError as exc:
@@ -455,6 +455,34 @@ class _RootfsBuilder:
             L.mount(source, t, None, L.MS_BIND | L.MS_REC)
         if m["readonly"]:
             self._remount(m["target"], L.MS_RDONLY)
+
+    def _mount_view(self, m: dict[str, Any]) -> str:
+        """Mount an image view (for OverlayMount) under the work dir; return the host path of its `source`."""
+        self._views = getattr(self, "_views", 0) + 1
+        base = self.work / f"view-{self._views}"
+        mnt = base / "merged"
+        mnt.mkdir(parents=True)
+        os.chdir(self.cfg["chdir_for_mount"] or "/")
+        lowers: list[str] = m["lower_dirs"]
+        if not lowers:
+            empty = base / "empty"
+            empty.mkdir()
+            lowers = [str(empty)]
+        lower = ":".join(d.replace("\\", "\\\\").replace(":", "\\:") for d in lowers)
+        if m["readonly"] and len(lowers) == 1:
+            L.mount(os.path.abspath(lowers[0]), str(mnt), None, L.MS_BIND | L.MS_REC)
+        elif m["readonly"]:
+            L.mount("overlay", str(mnt), "overlay", L.MS_RDONLY, f"lowerdir={lower}")
+        else:
+            (base / "upper").mkdir()
+            (base / "work").mkdir()
+            L.mount("overlay", str(mnt), "overlay", 0,
+                    f"lowerdir={lower},upperdir={base / 'upper'},workdir={base / 'work'}")
+        os.chdir("/")
+        # The source path is resolved inside the view, so a symlink in the image cannot point outside it.
+        fd = L.openat2(os.open(str(mnt), os.O_PATH | os.O_DIRECTORY), m["source"].lstrip("/") or ".",
+                       os.O_PATH | os.O_CLOEXEC, L.RESOLVE_IN_ROOT | L.RESOLVE_NO_MAGICLINKS)
+        return f"/proc/self/fd/{fd}"
 
     def _mask(self, path: str) -> None:
         try:

@@ -1,0 +1,60 @@
+"""`pybuild run`: run an image like `docker run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pybuild.cli.app import app, default_root
+
+
+@app.command(
+    "run",
+    context_settings={"allow_interspersed_args": False},
+    epilog="Example: pybuild run --rm -e NAME=world hello:1 /app/greet.sh",
+)
+def run_command(
+    image: str = typer.Argument(..., help="Image to run (name, name:tag or ID)."),
+    command: list[str] = typer.Argument(None, help="Command and arguments (replace the image's CMD)."),
+    rm: bool = typer.Option(False, "--rm", help="Accepted for Docker compatibility: containers never persist."),
+    env: list[str] = typer.Option([], "-e", "--env", help="Set KEY=VALUE (or KEY from this environment)."),
+    env_file: list[Path] = typer.Option([], "--env-file", help="Read KEY=VALUE lines from a file."),
+    volume: list[str] = typer.Option([], "-v", "--volume", help="Bind mount HOST:CONTAINER[:ro]."),
+    workdir: str | None = typer.Option(None, "-w", "--workdir", help="Working directory inside the container."),
+    user: str | None = typer.Option(None, "-u", "--user", help="User (name or uid[:gid])."),
+    entrypoint: str | None = typer.Option(None, "--entrypoint", help="Override the image's ENTRYPOINT."),
+    network: str = typer.Option("default", "--network", help="default, none or host."),
+    name: str | None = typer.Option(None, "--name", help="Container name (informational)."),
+    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin open."),
+    tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a pseudo-terminal."),
+) -> None:
+    """Run a command in a new container from IMAGE; exits with the container's exit code."""
+    import os
+
+    from pybuild.runtime.container import RunError, RunRequest, parse_env_file, parse_volume, run
+    from pybuild.store.store import Store
+
+    if network not in ("default", "none", "host"):
+        raise RunError(f"invalid --network {network!r}: expected default, none or host")
+    values: dict[str, str] = {}
+    for f in env_file:
+        values.update(parse_env_file(f))
+    for item in env:
+        key, eq, value = item.partition("=")
+        if not eq:
+            if key in os.environ:
+                values[key] = os.environ[key]
+            continue
+        values[key] = value
+    request = RunRequest(
+        image=image, command=tuple(command or ()), entrypoint=entrypoint, env=values,
+        volumes=tuple(parse_volume(v) for v in volume), workdir=workdir, user=user, network=network, name=name,
+        interactive=interactive, tty=tty,
+    )
+    store = Store.open(default_root())
+    try:
+        code = run(store, request)
+    finally:
+        store.close()
+    raise typer.Exit(code)

@@ -1,0 +1,150 @@
+"""`pybuild run`: run an image's command in the same sandbox as RUN, over a throw-away upper directory.
+
+The command follows Docker's CMD/ENTRYPOINT rules; the image's Env, User and WorkingDir apply unless
+overridden; `-v HOST:CTR[:ro]` become bind mounts (a missing host path is created as a directory, as Docker
+does) and the image's VOLUME paths get fresh anonymous directories. Everything the container writes is
+discarded with the scratch directory when it exits.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pybuild.errors import PybuildError
+from pybuild.model.oci import ContainerConfig
+from pybuild.store.store import Store
+
+
+class RunError(PybuildError):
+    """The container could not be started (Docker's exit code 125)."""
+
+    exit_code = 125
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    host: Path
+    target: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    image: str
+    command: tuple[str, ...] = ()  # replaces CMD
+    entrypoint: str | None = None  # replaces ENTRYPOINT ("" clears it) and drops the image's CMD
+    env: Mapping[str, str] = field(default_factory=dict)
+    volumes: tuple[VolumeSpec, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    network: str = "default"
+    name: str | None = None
+    interactive: bool = False
+    tty: bool = False
+
+
+def container_argv(config: ContainerConfig, command: Sequence[str], entrypoint: str | None) -> list[str]:
+    """Docker's table: ENTRYPOINT + (command or CMD); `--entrypoint` replaces ENTRYPOINT and drops CMD."""
+    if entrypoint is not None:
+        entry = [entrypoint] if entrypoint else []
+        cmd = list(command)
+    else:
+        entry = list(config.entrypoint or ())
+        cmd = list(command) if command else list(config.cmd or ())
+    argv = entry + cmd
+    if not argv:
+        raise RunError("no command specified", hint="the image has no CMD or ENTRYPOINT: give a command")
+    return argv
+
+
+def parse_volume(spec: str) -> VolumeSpec:
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+        raise RunError(f"invalid volume {spec!r}: expected HOST:CONTAINER[:ro|rw] with an absolute container path")
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise RunError(f"invalid volume mode {mode!r} in {spec!r}: expected ro or rw")
+    return VolumeSpec(Path(parts[0]).absolute(), parts[1], mode == "ro")
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Docker's --env-file: KEY=VALUE lines, # comments, a bare KEY takes the value from our environment."""
+    import os
+
+    out: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise RunError(f"cannot read env file {path}: {e.strerror or e}") from None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        if not eq:
+            if key in os.environ:
+                out[key] = os.environ[key]
+            continue
+        out[key] = value
+    return out
+
+
+def run(store: Store, request: RunRequest) -> int:
+    """Run the container to completion and return its exit code."""
+    from pybuild.executor.sandbox import BindMount, Process, SandboxError, SandboxSpec, run_in_sandbox
+    from pybuild.executor.sandbox.jobs import FsView, run_job
+
+    try:
+        image = store.resolve(request.image)
+    except PybuildError as e:
+        raise RunError(e.message, hint=e.hint) from None
+    if image.top_chain_id is not None:
+        store.ensure_unpacked(image.top_chain_id)
+    lowers = store.lower_dirs(image.top_chain_id) if image.top_chain_id else []
+    cfg = image.config.config
+    argv = container_argv(cfg, request.command, request.entrypoint)
+    env = dict(e.partition("=")[::2] for e in cfg.env)
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.update(request.env)
+    hostname = secrets.token_hex(6)
+    env.setdefault("HOSTNAME", hostname)
+    if request.tty:
+        env.setdefault("TERM", "xterm")
+    user = request.user if request.user is not None else cfg.user
+    with store.new_scratch_dir("container") as scratch:
+        upper, work = scratch / "upper", scratch / "work"
+        upper.mkdir()
+        work.mkdir()
+        uid = gid = 0
+        groups: list[int] = []
+        if user in ("", "root", "0", "0:0"):
+            env.setdefault("HOME", "/root")
+        if user not in ("", "root", "0", "0:0"):
+            view = FsView(scratch / "user-view", lower_dirs=lowers, chdir_for_mount=store.root)
+            try:
+                res = run_job([view], "pybuild.executor.fsjobs:user", {"user": user})
+            except PybuildError as e:
+                raise RunError(e.message, hint=e.hint) from None
+            uid, gid, groups = int(res[0]), int(res[1]), [int(g) for g in res[2]]
+            env.setdefault("HOME", str(res[3]))
+        mounts: list[BindMount] = []
+        for n, vol in enumerate(sorted(cfg.volumes)):
+            anon = scratch / f"volume-{n}"
+            anon.mkdir()
+            mounts.append(BindMount(anon, vol, readonly=False))
+        for v in request.volumes:
+            v.host.mkdir(parents=True, exist_ok=True) if not v.host.exists() else None
+            mounts.append(BindMount(v.host, v.target, readonly=v.readonly))
+        workdir = request.workdir or cfg.working_dir or "/"
+        spec = SandboxSpec(lower_dirs=lowers, upper_dir=upper, work_dir=work, chdir_for_mount=store.root,
+                           mounts=mounts, network="none" if request.network == "none" else "host",
+                           hostname=hostname)
+        proc = Process(argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=workdir, uid=uid, gid=gid,
+                       additional_gids=groups, tty=request.tty, stdin=request.interactive)
+        try:
+            return run_in_sandbox(spec, proc)
+        except SandboxError as e:
+            raise RunError(e.message, hint=e.hint) from None
