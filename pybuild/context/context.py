@@ -379,6 +379,13 @@ def _kind(mode: int) -> str:
     return "s"
 
 
+def excluded_at_top(m: Match, exclude: PatternMatcher) -> bool:
+    """Is a matched *file* itself removed by --exclude? BuildKit matches --exclude only below a directory source;
+    we also apply it to a top-level file by its name, as the Dockerfile reference's ``--exclude=*.txt hom*``
+    example promises. A directory source is never dropped whole (its contents are filtered instead)."""
+    return not m.is_dir and not m.include and bool(m.name) and exclude.matches(m.name)
+
+
 def digest_sources(matches: Sequence[Match], *, exclude: Sequence[str] = (), cache: ChecksumCache | None = None,
                    include_owner: bool = False) -> str:
     """One "sha256:..." over everything a copy of ``matches`` would read: each match's destination name, then every
@@ -388,6 +395,8 @@ def digest_sources(matches: Sequence[Match], *, exclude: Sequence[str] = (), cac
     h = hashlib.sha256()
     excl = PatternMatcher(list(exclude)) if exclude else None
     for m in matches:
+        if excl is not None and excluded_at_top(m, excl):
+            continue
         ctx = m.context
         h.update(f"match\0{m.name}\0{'d' if m.is_dir else '-'}\0{len(m.include)}\0".encode())
         for p in m.include:

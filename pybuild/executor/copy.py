@@ -7,7 +7,8 @@ destination path is resolved chroot-style inside ``dest_root`` so the image's ow
 image and never out of it. Rules followed (see the Dockerfile reference and BuildKit's fsutil copier):
 
 * a directory source copies its contents; a file goes to ``dest`` as a file unless ``dest`` ends with ``/`` (or is an
-  existing directory); several sources need a ``/``-terminated destination; relative ``dest`` is under WORKDIR;
+  existing directory); several sources need a ``/``-terminated destination unless all are directories; relative
+  ``dest`` is under WORKDIR; ``--exclude`` filters below directory sources and drops matched files by name;
 * missing parents of the destination are created 0755, owned by ``--chown`` (else 0:0);
 * ownership is 0:0 for build-context sources, kept for ``--from`` sources, ``--chown`` overrides both; permission
   bits, mtimes and xattrs are kept; ``--chmod`` (octal or symbolic) applies to every copied file and directory;
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pybuild.context.context import BuildContext, Match
+from pybuild.context.context import BuildContext, Match, excluded_at_top
 from pybuild.context.patterns import PatternMatcher, go_clean
 from pybuild.context.rootfs import host_path, mkdir_all, resolve_virtual
 from pybuild.errors import PybuildError
@@ -198,10 +199,15 @@ def destination_path(dest: str, workdir: str = "/") -> tuple[str, bool]:
     return go_clean(go_clean("/" + workdir) + "/" + dest), dir_form
 
 
-def check_destination(n_sources: int, dest: str, *, instruction: str = "COPY", parents: bool = False) -> None:
-    """Docker's rule: several sources (or a glob matching several) need a directory destination ending in ``/``."""
+def check_destination(n_sources: int, dest: str, *, instruction: str = "COPY", parents: bool = False,
+                      all_dirs: bool = False) -> None:
+    """Docker's rule: several sources (or a glob matching several) need a directory destination ending in ``/``.
+
+    Not enforced when every source is a directory (their contents merge into ``dest`` either way, and BuildKit
+    accepts ``COPY dir1 dir2 /app``) nor for ``--parents`` (the destination is always a directory).
+    """
     _, dir_form = destination_path(dest)
-    if n_sources > 1 and not dir_form and not parents:
+    if n_sources > 1 and not dir_form and not parents and not all_dirs:
         raise PybuildError(
             f"When using {instruction} with more than one source file, the destination must be a directory and end "
             "with a /",
@@ -582,7 +588,8 @@ def copy_into(dest_root: Path, sources: Sequence[Source], dest: str, *, workdir:
     parents = any(isinstance(s, Match) and s.include for s in sources)
     named = {s.source for s in sources if isinstance(s, Match)}
     n = max(len(sources), len(named) + sum(not isinstance(s, Match) for s in sources))
-    check_destination(n, dest, instruction=instruction, parents=parents)
+    all_dirs = all(isinstance(s, Match) and s.is_dir for s in sources)
+    check_destination(n, dest, instruction=instruction, parents=parents, all_dirs=all_dirs)
 
     copier = _Copier(dest_root, chown=chown, chmod=spec, preserve_owner=preserve_owner, instruction=instruction)
     ensure_v = dest_v if dir_form else (dest_v.rpartition("/")[0] or "/")
@@ -590,6 +597,8 @@ def copy_into(dest_root: Path, sources: Sequence[Source], dest: str, *, workdir:
     target_v = resolve_virtual(dest_root, dest_v)  # a symlink at the destination is followed, inside the root
     exclude_m = PatternMatcher(list(exclude)) if exclude else None
     for s in sources:
+        if isinstance(s, Match) and exclude_m is not None and excluded_at_top(s, exclude_m):
+            continue
         if isinstance(s, InlineFile):
             dst, vdst = copier.leaf_target(target_v, s.name)
             copier.place_bytes(s.content, s.mode, None, dst, vdst)
@@ -630,7 +639,6 @@ def copy_sources(dest_root: Path, context: BuildContext, sources: Sequence[str],
     Ownership is kept when ``context`` is a ``--from`` rootfs (``BuildContext.from_rootfs``) and reset to 0:0 for
     the build context.
     """
-    check_destination(len(sources) + len(inline), dest, instruction=instruction, parents=parents)
     if isinstance(chmod, str):
         chmod = parse_chmod(chmod)  # validate before touching anything
     matches: list[Source] = list(context.select(sources, parents=parents))

@@ -132,7 +132,9 @@ def add_sources(dest_root: Path, context: BuildContext, sources: Sequence[str], 
     Local tar archives are extracted unless ``unpack`` is False; URLs are downloaded (into ``download_dir``, or a
     temporary directory) and, unless ``unpack`` is True, placed as files. ``checksum`` needs exactly one URL source.
     """
-    check_destination(len(sources) + len(inline), dest, instruction="ADD")
+    if inline or any(is_url(s) for s in sources):
+        # downloads and heredocs are files: fail before fetching anything
+        check_destination(len(sources) + len(inline), dest, instruction="ADD")
     spec = parse_chmod(chmod) if isinstance(chmod, str) else chmod
     for s in sources:
         if is_git_source(s):

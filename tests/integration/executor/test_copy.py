@@ -98,6 +98,10 @@ def test_several_sources_need_a_directory_destination(ctx: BuildContext, rootfs:
     assert not (rootfs / "dest").exists()
     copy_sources(rootfs, ctx, ["*.md"], "/single")  # a glob matching one: a file destination is fine
     assert read(rootfs / "single") == "C\n"
+    with pytest.raises(PybuildError, match="more than one source file"):
+        copy_sources(rootfs, ctx, ["dir", "a.txt"], "/mixed")
+    copy_sources(rootfs, ctx, ["dir", "dir"], "/dirs")  # only directories: contents merge, as BuildKit allows
+    assert sorted(os.listdir(rootfs / "dirs")) == ["one", "sub"]
     copy_sources(rootfs, ctx, ["*.txt", "c.md"], "/many/")
     assert sorted(os.listdir(rootfs / "many")) == ["a.txt", "b.txt", "c.md"]
 
@@ -272,6 +276,10 @@ def test_exclude_patterns(tmp_path: Path, rootfs: Path) -> None:
         "dir1", "dir1/b.txt", "dir2", "dir2/deep", "dir2/deep/d.png", "dir2/deep/e.md", "home.md", "home.txt"]
     copy_sources(rootfs, ctx, ["dir*"], "/2/", exclude=["**/*.png", "deep"])
     assert sorted(os.listdir(rootfs / "2")) == ["b.txt"]
+    copy_sources(rootfs, ctx, ["hom*"], "/4/", exclude=["*.txt"])  # the Dockerfile reference's example
+    assert os.listdir(rootfs / "4") == ["home.md"]
+    copy_sources(rootfs, ctx, ["dir*"], "/6", exclude=["*"])  # directories are filtered, not dropped whole
+    assert os.listdir(rootfs / "6") == []
     copy_sources(rootfs, ctx, ["dir2"], "/3/", exclude=["*", "!deep/e.md"])
     assert sorted(str(p.relative_to(rootfs / "3")) for p in (rootfs / "3").rglob("*")) == ["deep", "deep/e.md"]
 
