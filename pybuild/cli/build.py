@@ -1,7 +1,4 @@
-"""`pybuild build` (the default command): parse flags, then parse and plan the Dockerfile.
-
-The executor is not wired in yet: after planning, the command stops with a clear message and exit 1.
-"""
+"""`pybuild build` (the default command): flags in, a BuildRequest to the engine, progress out."""
 
 from __future__ import annotations
 
@@ -33,21 +30,69 @@ def build_command(
     output: list[str] = typer.Option([], "-o", "--output", help="Export: type=oci|docker|tar|local,dest=PATH."),
     platform: str | None = typer.Option(None, "--platform", help="Target platform, e.g. linux/amd64."),
 ) -> None:
-    """Build an image from a Dockerfile (like `docker build`)."""
+    """Build an image from a Dockerfile (like `docker build`).
+
+    Example: pybuild -t myapp:1 .   (same as: pybuild build -t myapp:1 .)
+    """
+    import sys
+
+    from pybuild.cli.app import default_root
     from pybuild.cli.check import parse_build_args
-    from pybuild.planner.load import load_and_plan
-    from pybuild.planner.platform import parse_platform
+    from pybuild.executor.engine import BuildRequest, build
+    from pybuild.export.outputs import parse_output, write_output
+    from pybuild.render import JsonRenderer, PlainRenderer, QuietRenderer
+    from pybuild.store.store import Store
 
     if progress not in ("auto", "plain", "tty", "rawjson"):
         raise UsageError(f"invalid --progress {progress!r}: expected auto, plain, tty or rawjson")
     if network not in ("default", "none", "host"):
         raise UsageError(f"invalid --network {network!r}: expected default, none or host")
+    labels: dict[str, str] = {}
     for kv in label:
-        if "=" not in kv or kv.startswith("="):
+        key, eq, value = kv.partition("=")
+        if not eq or not key:
             raise UsageError(f"invalid --label {kv!r}: expected KEY=VALUE")
-    load_and_plan(
-        file, context, build_args=parse_build_args(build_arg), target=target,
-        platform=parse_platform(platform) if platform else None,
+        labels[key] = value
+    secrets: dict[str, Path] = {}
+    for spec in secret:
+        fields = dict(part.partition("=")[::2] for part in spec.split(","))
+        sid = fields.get("id", "")
+        src = fields.get("src") or fields.get("source") or ""
+        if not sid or not src:
+            raise UsageError(f"invalid --secret {spec!r}: expected id=ID,src=FILE")
+        if not Path(src).is_file():
+            raise PybuildError(f"secret {sid!r}: file {src} does not exist")
+        secrets[sid] = Path(src).absolute()
+    outputs = [parse_output(o) for o in output]
+
+    stdin_data: bytes | None = None
+    ctx: Path | None = context
+    dockerfile = file
+    if str(context) == "-":
+        # `pybuild build - < Dockerfile`: the Dockerfile on stdin and no build context at all.
+        if file not in (None, "-"):
+            raise UsageError("with CONTEXT `-` the Dockerfile comes from stdin: drop -f")
+        ctx, dockerfile = None, "-"
+    elif not context.is_dir():
+        raise PybuildError(f"build context {str(context)!r} is not a directory",
+                           hint="pass the directory that holds your files, or `-` to read a Dockerfile from stdin")
+    if dockerfile == "-":
+        stdin_data = sys.stdin.buffer.read()
+
+    renderer = QuietRenderer() if quiet else JsonRenderer() if progress == "rawjson" else PlainRenderer()
+    request = BuildRequest(
+        context=ctx, dockerfile=dockerfile, dockerfile_data=stdin_data, tags=tuple(tag),
+        build_args=parse_build_args(build_arg), target=target, labels=labels, no_cache=no_cache, pull=pull,
+        network=network, secrets=secrets, platform=platform,
     )
-    raise PybuildError("not implemented yet: the executor has not landed",
-                       hint="`pybuild check` parses and plans the Dockerfile without building")
+    store = Store.open(default_root())
+    try:
+        result = build(store, request, renderer)
+        for out in outputs:
+            write_output(store, result.image, out)
+    finally:
+        store.close()
+    if iidfile is not None:
+        iidfile.write_text(result.image_id)
+    if quiet:
+        print(result.image_id)

@@ -73,3 +73,42 @@ def copy(payload: dict[str, Any], mounts: list[str]) -> dict[str, int]:
     else:
         stats = copy_into(dest_root, [*inline, *remote], payload["dest"], unpack=payload["unpack"], **common)
     return {"files": stats.files, "dirs": stats.dirs}
+
+
+def export_tree(payload: dict[str, Any], mounts: list[str]) -> int:
+    """Copy the image view at mounts[0] into the host directory payload["dest"], keeping owners, modes, links."""
+    import shutil
+
+    src_root = mounts[0]
+    dest_root = payload["dest"]
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(src_root):
+        rel = os.path.relpath(dirpath, src_root)
+        out_dir = dest_root if rel == "." else os.path.join(dest_root, rel)
+        os.makedirs(out_dir, exist_ok=True)
+        for name in [*dirnames, *filenames]:
+            src = os.path.join(dirpath, name)
+            dst = os.path.join(out_dir, name)
+            st = os.lstat(src)
+            if os.path.islink(src):
+                if os.path.lexists(dst):
+                    os.unlink(dst)
+                os.symlink(os.readlink(src), dst)
+            elif os.path.isdir(src):
+                os.makedirs(dst, exist_ok=True)
+            elif os.path.isfile(src):
+                shutil.copyfile(src, dst, follow_symlinks=False)
+            else:
+                if os.path.lexists(dst):
+                    os.unlink(dst)
+                os.mknod(dst, st.st_mode, st.st_rdev)
+            os.lchown(dst, st.st_uid, st.st_gid)
+            if not os.path.islink(src):
+                os.chmod(dst, st.st_mode & 0o7777)
+            count += 1
+    # Directory times last, deepest first, so writing their contents does not change them again.
+    for dirpath, _dirnames, _filenames in os.walk(src_root, topdown=False):
+        rel = os.path.relpath(dirpath, src_root)
+        st = os.lstat(dirpath)
+        os.utime(dest_root if rel == "." else os.path.join(dest_root, rel), ns=(st.st_atime_ns, st.st_mtime_ns))
+    return count
