@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,24 +274,13 @@ class InstructionParser:
 
         key = hashlib.sha256(f"{text}\0{lark.__version__}\0{sys.version_info[:2]}".encode()).hexdigest()[:24]
         directory = cache_dir()
-        path = directory / f"dockerfile-{variant}-{key}.lark-cache"
-        if path.is_file():
-            return lark_cls(text, cache=str(path), **options)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=directory)
         except OSError:
-            return lark_cls(text, **options)  # read-only cache: build in memory every time
-        os.close(fd)
-        os.unlink(tmp)  # Lark must see no file, or it would try to load it
-        try:
-            parser = lark_cls(text, cache=tmp, **options)
-            if os.path.exists(tmp):
-                os.replace(tmp, path)  # atomic: concurrent processes never read a half-written cache
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return parser
+            return lark_cls(text, **options)  # no cache directory: build in memory every time
+        # Lark checks the grammar hash stored in the file, rebuilds a corrupt or stale cache and ignores a cache
+        # it cannot write (read-only directory). The cache path is part of Lark's hash, so it must never change.
+        return lark_cls(text, cache=str(directory / f"dockerfile-{variant}-{key}.lark-cache"), **options)
 
     def parse(self, line: str) -> RawInstruction:
         """Parse one trimmed, non-empty logical line. Raises LineError."""

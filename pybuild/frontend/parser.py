@@ -156,26 +156,28 @@ def _decode(data: str | bytes, path: str) -> str:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             bad = e.start if nul < 0 else min(nul, e.start)
-            _binary_error(data[:bad].decode("utf-8", "replace"), path, "invalid UTF-8" if bad != nul else "a NUL byte")
+            _binary_error(data.decode("utf-8", "replace"), data[:bad].decode("utf-8", "replace"), path,
+                          "a NUL byte" if bad == nul else f"invalid UTF-8 (byte 0x{data[bad]:02x})")
         if nul >= 0:
-            _binary_error(data[:nul].decode("utf-8"), path, "a NUL byte")
+            _binary_error(text, text[: text.index("\x00")], path, "a NUL byte")
         return text
     if "\x00" in data:
-        _binary_error(data[: data.index("\x00")], path, "a NUL byte")
+        _binary_error(data, data[: data.index("\x00")], path, "a NUL byte")
     try:
         data.encode("utf-8")
     except UnicodeEncodeError as e:
-        _binary_error(data[: e.start], path, "invalid UTF-8")
+        _binary_error(data.encode("utf-8", "replace").decode("utf-8"), data[: e.start], path, "invalid UTF-8")
     return data
 
 
-def _binary_error(before: str, path: str, what: str) -> None:
+def _binary_error(text: str, before: str, path: str, what: str) -> None:
     line = before.count("\n") + 1
     column = len(before) - (before.rfind("\n") + 1) + 1
+    source = text.split("\n")[line - 1].rstrip("\r").replace("\x00", "\ufffd")
     raise PybuildError(
         f"{path} is not a text Dockerfile: it contains {what}",
-        Location(path, line, column),
-        hint="a Dockerfile must be UTF-8 text",
+        Location(path, line, column, source),
+        hint="a Dockerfile must be UTF-8 text; is this a binary file?",
     )
 
 
