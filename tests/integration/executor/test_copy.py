@@ -304,3 +304,13 @@ def test_link_copies_into_an_empty_directory(ctx: BuildContext, tmp_path: Path) 
     copy_sources(layer, ctx, ["dir"], "/app/sub/")
     assert sorted(p.name for p in layer.iterdir()) == ["app"]
     assert read(layer / "app" / "sub" / "sub" / "two") == "2\n"
+
+
+def test_reincluded_files_below_an_ignored_directory_are_copied(tmp_path: Path, rootfs: Path) -> None:
+    ctx = make_context(tmp_path / "c", {"docs/README.md": "r", "docs/api/x.md": "x", "docs/build.sh": "b"},
+                       ignore="docs\n!docs/README.md\n")
+    copy_sources(rootfs, ctx, ["docs"], "/d/")
+    assert os.listdir(rootfs / "d") == ["README.md"]
+    copy_sources(rootfs, ctx, ["."], "/all/")
+    assert sorted(str(p.relative_to(rootfs / "all")) for p in (rootfs / "all").rglob("*")) == [
+        ".dockerignore", "docs", "docs/README.md"]
