@@ -87,6 +87,7 @@ def apply_layer(stream: BinaryIO, dest: Path) -> ApplyStats:
         source = _Source(raw)
         applier = _Applier(root_fd, dest, kind)
         applier.run(_entries(source), source)
+        source.drain()
         return applier.stats()
     finally:
         if source is not None:
@@ -186,6 +187,13 @@ class _Source:
             self._off += take
             left -= take
         self.offset += n
+
+    def drain(self) -> None:
+        """Read to the end: the padding after the end-of-archive blocks, and the compressed stream's trailer (a
+        zstd/gzip checksum or a cut-off frame is only noticed there)."""
+        self._off = len(self._chunk)
+        while self._next_chunk():
+            self._off = len(self._chunk)
 
     def close(self) -> None:
         self._stop.set()
