@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -43,14 +44,28 @@ def _register() -> None:
     from pybuild.cli import build, check, images, run, store  # noqa: F401
 
 
+_interrupted = False
+
+
+def _terminate(signum: int, frame: object) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from pybuild.cli.app import OPTIONS, app
     from pybuild.errors import PybuildError
 
     args = insert_default_command(list(sys.argv[1:] if argv is None else argv))
     _register()
+    # SIGTERM (CI cancelling a job, `kill`) stops a build the way Ctrl-C does: steps killed, scratch removed.
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
         rv = app(args=args, prog_name="pybuild", standalone_mode=False)
+        if _interrupted:
+            print("interrupted", file=sys.stderr)
         if isinstance(rv, int):  # click returns typer.Exit's code in non-standalone mode
             return rv
     except PybuildError as e:

@@ -52,6 +52,13 @@ def run_command(
         volumes=tuple(parse_volume(v) for v in volume), workdir=workdir, user=user, network=network, name=name,
         interactive=interactive, tty=tty,
     )
+    import signal
+
+    from pybuild.executor.sandbox import signal_all
+
+    # Like `docker run`: Ctrl-C and SIGTERM go to the container's process, whose exit code becomes ours.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, lambda signum, frame: signal_all(signum))
     store = Store.open(default_root())
     try:
         code = run(store, request)

@@ -12,15 +12,18 @@ The engine never prints: it reports to an EventSink. It never mounts: the sandbo
 from __future__ import annotations
 
 import collections
+import copy
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pybuild.errors import Location, PybuildError
-from pybuild.events import BuildFinished, EventSink, StepDone, StepError, StepLog, StepStarted
+from pybuild.events import BuildFinished, Event, EventSink, StepDone, StepError, StepLog, StepStarted
 from pybuild.executor import imageconfig
 from pybuild.model import instructions as ins
 from pybuild.model.oci import ContainerConfig, History, ImageConfig, Platform, RootFS
@@ -60,6 +63,26 @@ class BuildResult:
     @property
     def image_id(self) -> str:
         return self.image.id
+
+
+@dataclass
+class _Counters:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    vertex: int = 0  # BuildKit-style step numbers (#N), in start order
+    run: int = 0
+    cached: int = 0
+
+
+class _LockedSink:
+    """Stages may run in threads: one event at a time reaches the renderer."""
+
+    def __init__(self, inner: EventSink) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        with self.lock:
+            self.inner.emit(event)
 
 
 @dataclass
@@ -108,10 +131,9 @@ class _Builder:
         self.request = request
         self.plan = plan
         self.resolver = resolver
-        self.sink = sink
-        self.vertex = 0
-        self.steps_run = 0
-        self.steps_cached = 0
+        self.sink: EventSink = _LockedSink(sink)
+        self.counters = _Counters()
+        self.lease = ""  # the build's store lease, which also keeps worker threads' layers alive
         self.results: dict[int, _StageResult] = {}
         self.multi_stage = len(plan.stages) > 1
         self.epoch = _source_date_epoch()
@@ -119,9 +141,50 @@ class _Builder:
     # --- stages -------------------------------------------------------------------------------------------------
 
     def build(self) -> _StageResult:
-        for stage in self.plan.stages:
-            self.results[stage.index] = self._stage(stage)
+        """Run the stages in dependency order; stages that are ready at the same time run in parallel threads."""
+        pending = list(self.plan.stages)
+        running: dict[Future[_StageResult], Stage] = {}
+        pool: ThreadPoolExecutor | None = None
+        try:
+            while pending or running:
+                ready = [s for s in pending if all(d in self.results for d in s.deps)]
+                if not running and len(ready) == 1:
+                    # The common case needs no thread: one stage at a time, in this thread.
+                    pending.remove(ready[0])
+                    self.results[ready[0].index] = self._stage(ready[0])
+                    continue
+                for st in ready:
+                    pending.remove(st)
+                    pool = pool or ThreadPoolExecutor(max_workers=4, thread_name_prefix="stage")
+                    running[pool.submit(self._stage_in_thread, st)] = st
+                if not running:
+                    raise PybuildError("internal error: no stage can start (dependency cycle?)")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    st = running.pop(fut)
+                    self.results[st.index] = fut.result()
+        except BaseException:
+            cancel_all()  # a failed or interrupted build stops the steps still running in other stages
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         return self.results[self.plan.target]
+
+    def _stage_in_thread(self, stage: Stage) -> _StageResult:
+        # SQLite connections and leases belong to one thread: a worker opens the store for itself, and hands its
+        # layers to the build's lease before its own lease ends.
+        store = Store.open(self.store.root)
+        try:
+            with store.lease():
+                worker = copy.copy(self)
+                worker.store = store
+                result = worker._stage(stage)
+                if result.layers and self.lease:
+                    store.pin(self.lease, layers=[result.layers[-1].chain_id])
+                return result
+        finally:
+            store.close()
 
     def _label(self, stage: Stage, n: int) -> str:
         total = len(stage.steps) + 1
@@ -129,9 +192,11 @@ class _Builder:
         return f"[{prefix}{n}/{total}]"
 
     def _start(self, name: str) -> tuple[int, float]:
-        self.vertex += 1
-        self.sink.emit(StepStarted(self.vertex, name))
-        return self.vertex, time.monotonic()
+        with self.counters.lock:
+            self.counters.vertex += 1
+            v = self.counters.vertex
+        self.sink.emit(StepStarted(v, name))
+        return v, time.monotonic()
 
     def _stage(self, stage: Stage) -> _StageResult:
         v, t0 = self._start(f"{self._label(stage, 1)} FROM {stage.from_.base}")
@@ -184,7 +249,8 @@ class _Builder:
             layer = self._workdir(step, cur)
         else:
             layer = None
-        self.steps_run += 1
+        with self.counters.lock:
+            self.counters.run += 1
         return self._record(cur, step, layer)
 
     def _record(self, cur: _StageResult, step: Step, layer: Layer | None) -> _StageResult:
@@ -516,8 +582,9 @@ def build(store: Store, request: BuildRequest, sink: EventSink) -> BuildResult:
                 (platform.os, platform.architecture):
             raise PybuildError(f"FROM --platform={format_platform(stage.platform)} needs emulation, which pybuild "
                                "does not have yet", stage.from_.location)
-    with store.lease():
+    with store.lease() as lease:
         builder = _Builder(store, request, plan, resolver, sink)
+        builder.lease = lease
         result = builder.build()
         config = result.config
         if request.labels:
@@ -528,8 +595,9 @@ def build(store: Store, request: BuildRequest, sink: EventSink) -> BuildResult:
         names = tuple(_normalize_tag(t) for t in request.tags)
         image = store.put_image(config, result.layers, names=names)
     elapsed = time.monotonic() - t0
-    sink.emit(BuildFinished(image.id, names, image.size, elapsed, builder.steps_cached, builder.steps_run))
-    return BuildResult(image, names, builder.steps_run, builder.steps_cached, elapsed)
+    counters = builder.counters
+    sink.emit(BuildFinished(image.id, names, image.size, elapsed, counters.cached, counters.run))
+    return BuildResult(image, names, counters.run, counters.cached, elapsed)
 
 
 def _normalize_tag(tag: str) -> str:
@@ -551,6 +619,7 @@ from pybuild.executor.sandbox import (  # noqa: E402
     Process,
     SandboxSpec,
     TmpfsMount,
+    cancel_all,
     run_in_sandbox,
 )
 from pybuild.executor.sandbox.jobs import FsView, run_job  # noqa: E402

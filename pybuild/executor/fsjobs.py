@@ -69,7 +69,7 @@ def copy(payload: dict[str, Any], mounts: list[str]) -> dict[str, int]:
             raise PybuildError(f"{payload['instruction']} needs a build context, but the build has none",
                                hint="pass a context directory instead of `-`")
         stats = copy_sources(dest_root, context, payload["sources"], payload["dest"], parents=payload["parents"],
-                             unpack=payload["unpack"], inline=[*inline, *remote], **common)  # type: ignore[list-item]
+                             unpack=payload["unpack"], inline=[*inline, *remote], **common)
     else:
         stats = copy_into(dest_root, [*inline, *remote], payload["dest"], unpack=payload["unpack"], **common)
     return {"files": stats.files, "dirs": stats.dirs}

@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +42,11 @@ __all__ = [
     "SandboxError",
     "SandboxSpec",
     "TmpfsMount",
+    "cancel_all",
     "default_hosts",
     "host_resolv_conf",
     "run_in_sandbox",
+    "signal_all",
 ]
 
 # Docker's default capability set (moby oci/caps/defaults.go), as capability numbers.
@@ -220,6 +223,35 @@ def _helper_env() -> dict[str, str]:
     return env
 
 
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def signal_all(signum: int) -> None:
+    """Pass a signal on to the commands running in this process's sandboxes (`pybuild run` forwards Ctrl-C)."""
+    with _LIVE_LOCK:
+        helpers = list(_LIVE)
+    for h in helpers:
+        try:
+            h.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+
+def cancel_all() -> None:
+    """Stop every step running in this process's sandboxes (from another thread, e.g. on Ctrl-C).
+
+    Each interrupted run_in_sandbox call returns the killed command's status; the caller decides what that means.
+    """
+    with _LIVE_LOCK:
+        helpers = list(_LIVE)
+    for h in helpers:
+        try:
+            h.send_signal(signal.SIGUSR1)
+        except ProcessLookupError:
+            pass
+
+
 def run_in_sandbox(
     spec: SandboxSpec, process: Process, *, on_output: Callable[[bytes], None] | None = None
 ) -> int:
@@ -254,6 +286,8 @@ def run_in_sandbox(
         os.close(status_w)
         if out_w >= 0:
             os.close(out_w)
+    with _LIVE_LOCK:
+        _LIVE.add(helper)
     try:
         try:
             with os.fdopen(cfg_w, "wb") as f:
@@ -274,6 +308,8 @@ def run_in_sandbox(
             helper.wait()
         raise
     finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(helper)
         if out_r >= 0:
             os.close(out_r)
         with os.fdopen(status_r, "rb") as f:
