@@ -385,7 +385,7 @@ def _node_args(node: Node) -> list[str]:
     return list(node.args)
 
 
-def _cmdline(args: Sequence[str], json_form: bool) -> tuple[str, ...]:
+def handle_json_args(args: Sequence[str], json_form: bool) -> tuple[str, ...]:
     """Shell-form argument words are joined with single spaces into one string (BuildKit's handleJSONArgs)."""
     if not args:
         return ()
@@ -483,17 +483,17 @@ def _parse(node: Node, file: str, lines: Sequence[str]) -> ins.Instruction:
             parse_mount(spec)
         files = tuple(ins.InlineFile(h.name, h.content, h.chomp) for h in node.heredocs)
         return ins.Run(
-            cmd=_cmdline(args, json_form), prepend_shell=not json_form, files=files,
+            cmd=handle_json_args(args, json_form), prepend_shell=not json_form, files=files,
             mount_specs=tuple(f_mount.values), network=f_network.value, security=f_security.value,
             flags_used=tuple(flags.used), **common,
         )
     if kw == "cmd":
         flags.parse()
-        return ins.Cmd(cmd=_cmdline(args, json_form), prepend_shell=not json_form, **common)
+        return ins.Cmd(cmd=handle_json_args(args, json_form), prepend_shell=not json_form, **common)
     if kw == "entrypoint":
         flags.parse()
         return ins.Entrypoint(
-            cmd=_cmdline(args, json_form), prepend_shell=not json_form, **common
+            cmd=handle_json_args(args, json_form), prepend_shell=not json_form, **common
         )
     if kw == "healthcheck":
         return _parse_healthcheck(args, flags, json_form, common)
@@ -534,7 +534,7 @@ def _parse(node: Node, file: str, lines: Sequence[str]) -> ins.Instruction:
         return ins.Arg(args=tuple(decls), **common)
     if kw == "shell":
         flags.parse()
-        cmd = _cmdline(args, json_form)
+        cmd = handle_json_args(args, json_form)
         if not cmd:
             raise PybuildError("SHELL requires at least one argument")
         if not json_form:
@@ -667,7 +667,7 @@ def _parse_healthcheck(
     flags.parse()
     if typ != "CMD":
         raise PybuildError(f'Unknown type "{typ}" in HEALTHCHECK (try CMD)')
-    cmd = _cmdline(rest, json_form)
+    cmd = handle_json_args(rest, json_form)
     if not cmd:
         raise PybuildError("Missing command after HEALTHCHECK CMD")
     test = ("CMD", *cmd) if json_form else ("CMD-SHELL", *cmd)

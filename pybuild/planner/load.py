@@ -131,7 +131,7 @@ def check(
     linter = Linter(df.path)
     try:
         p = plan(df, build_args=build_args, target=target, platform=platform, resolver=resolver,
-                 all_stages=target is None, linter=linter)
+                 all_stages=target is None, linter=linter, lint_only=True)
     except PybuildError as e:
         return CheckResult(df.path, linter.sorted(), (e,))
     err = p.lint_error()

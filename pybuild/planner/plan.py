@@ -186,6 +186,7 @@ class _StageInfo:
     sources: list[tuple[Source | None, ...]]
     onbuild_done: bool = False
     base: BaseImage | None = None
+    lenient: bool = False  # lint_only and the base name is not usable: plan on an unknown base
 
 
 def plan(
@@ -198,14 +199,19 @@ def plan(
     resolver: BaseImageResolver | None = None,
     all_stages: bool = False,
     linter: Linter | None = None,
+    lint_only: bool = False,
 ) -> Plan:
     """Plan a parsed Dockerfile.
 
     ``all_stages`` plans every stage, not just what the target needs (what ``pybuild check`` does without
     ``--target``, like BuildKit's lint). Pass a ``linter`` to keep the warnings found before an error.
+    ``lint_only`` is for checking without building: a FROM whose image name is empty or invalid only because a
+    global ARG has no default (``ARG BASE`` / ``FROM $BASE``) is reported as InvalidDefaultArgInFrom and the
+    stage planned on an unknown base, instead of failing.
     """
     return _Planner(
-        dockerfile, dict(build_args or {}), target, platform, build_platform, resolver, all_stages, linter
+        dockerfile, dict(build_args or {}), target, platform, build_platform, resolver, all_stages, linter,
+        lint_only,
     ).run()
 
 
@@ -213,7 +219,7 @@ class _Planner:
     def __init__(
         self, df: Dockerfile, build_args: dict[str, str], target: str | None, platform: Platform | None,
         build_platform: Platform | None, resolver: BaseImageResolver | None, all_stages: bool,
-        linter: Linter | None = None,
+        linter: Linter | None = None, lint_only: bool = False,
     ) -> None:
         self.df = df
         self.build_args = build_args
@@ -222,6 +228,8 @@ class _Planner:
         self.platform = platform or self.build_platform
         self.resolver = resolver
         self.all_stages = all_stages
+        self.lint_only = lint_only
+        self.invalid_default: set[int] = set()  # stages whose FROM is invalid with the ARG defaults
         self.lexer = Lexer(df.escape)
         self.empty_lexer = Lexer(df.escape)
         self.raw_lexer = Lexer("\\", skip_process_quotes=True)  # heredoc bodies: quotes are plain text
@@ -383,6 +391,7 @@ class _Planner:
             try:
                 parse_reference(value)
             except PybuildError:
+                self.invalid_default.add(st.index)
                 self.lint.report(
                     "InvalidDefaultArgInFrom",
                     f"Default value for ARG {st.from_.base} results in empty or invalid base image name",
@@ -398,7 +407,8 @@ class _Planner:
             msg = f"FROM argument '{name}' is not declared" + (f" (did you mean {close[0]}?)" if close else "")
             self.lint.report("UndefinedArgInFrom", msg, f.location)
         base = res.value
-        if not base:
+        lenient = self.lint_only and st.index in self.invalid_default
+        if not base and not lenient:
             raise PybuildError(f"base name ({f.base}) should not be blank", f.location)
         stage_platform: Platform | None = None
         platform_text = f.platform
@@ -434,9 +444,11 @@ class _Planner:
             platform_text = value
         earlier = {n: i for n, i in self.names.items() if i < st.index}
         base_stage = earlier.get(base.lower())
-        image = None if base_stage is not None or base == "scratch" else base
+        image = None if base_stage is not None or base == "scratch" or not base else base
         expanded = replace(f, base=base, platform=platform_text)
-        return _StageInfo(st.index, st, expanded, base_stage, image, stage_platform, list(st.commands), [])
+        info = _StageInfo(st.index, st, expanded, base_stage, image, stage_platform, list(st.commands), [])
+        info.lenient = lenient
+        return info
 
     def _from_expand(self, word: str, f: ins.From) -> Expansion:
         try:
@@ -508,6 +520,8 @@ class _Planner:
         try:
             parse_reference(info.image)
         except PybuildError as e:
+            if info.lenient:
+                return []
             raise PybuildError(f'failed to parse stage name "{info.image}": {e.message}', info.from_.location,
                                hint="image names are lower-case: [registry/]name[:tag][@digest]") from None
         if self.resolver is None:
@@ -589,7 +603,7 @@ class _Planner:
         os_name = (info.platform or self.platform).os
         if "PATH" not in env and os_name != "windows":
             env["PATH"] = DEFAULT_PATH
-        known = info.image is None or info.base is not None
+        known = (info.image is None and not info.lenient) or info.base is not None
         wd = posixpath.normpath(cfg.working_dir) if cfg.working_dir.startswith("/") else cfg.working_dir
         return _State(env=dict(env), config_env=dict(env), args={}, workdir=wd, user=cfg.user,
                       shell=tuple(cfg.shell or ()), env_known=known)
@@ -674,7 +688,8 @@ class _Planner:
             return out
         if isinstance(cmd, ins.Workdir):
             path = ex(cmd.path)
-            if not state.workdir_set and not path.startswith("/"):
+            # a drive-letter path (C:\\app) is absolute in the Windows images such files are written for
+            if not state.workdir_set and not path.startswith("/") and not re.match(r"[A-Za-z]:[\\/]|\\\\", path):
                 self.lint.report("WorkdirRelativePath",
                                  f'Relative workdir "{path}" can have unexpected results if the base image changes',
                                  cmd.location)
