@@ -595,13 +595,22 @@ class _Planner:
 
     # -- dispatch: walk one stage's instructions ------------------------------------------------------------
 
+    def _stage_platform(self, info: _StageInfo, finals: Mapping[int, tuple[Stage, _State]]) -> Platform:
+        """FROM --platform, else the base stage's platform, else the base image's, else the target platform."""
+        if info.platform is not None:
+            return info.platform
+        if info.base_stage is not None:
+            return finals[info.base_stage][0].platform
+        if info.base is not None and info.base.platform is not None:
+            return info.base.platform
+        return self.platform
+
     def _initial_state(self, info: _StageInfo, finals: Mapping[int, tuple[Stage, _State]]) -> _State:
         if info.base_stage is not None:
             return finals[info.base_stage][1].copy()
         cfg = info.base.config if info.base is not None else ContainerConfig()
         env = _env_from_list(cfg.env)
-        os_name = (info.platform or self.platform).os
-        if "PATH" not in env and os_name != "windows":
+        if "PATH" not in env and self._stage_platform(info, finals).os != "windows":
             env["PATH"] = DEFAULT_PATH
         known = (info.image is None and not info.lenient) or info.base is not None
         wd = posixpath.normpath(cfg.working_dir) if cfg.working_dir.startswith("/") else cfg.working_dir
@@ -615,7 +624,8 @@ class _Planner:
         steps: list[Step] = []
         deps: set[int] = set() if info.base_stage is None else {info.base_stage}
         images: list[str] = [info.image] if info.image else []
-        default_shell = ("cmd", "/S", "/C") if (info.platform or self.platform).os == "windows" else ("/bin/sh", "-c")
+        platform = self._stage_platform(info, finals)
+        default_shell = ("cmd", "/S", "/C") if platform.os == "windows" else ("/bin/sh", "-c")
         for n, (cmd, srcs) in enumerate(zip(info.commands, info.sources, strict=True)):
             for s in srcs:
                 if s is None:
@@ -647,7 +657,7 @@ class _Planner:
             ))
         stage = Stage(
             index=info.index, name=info.from_.stage_name, from_=info.from_, base_stage=info.base_stage,
-            base_image=info.image, base=info.base, platform=info.platform or self.platform, steps=tuple(steps),
+            base_image=info.image, base=info.base, platform=platform, steps=tuple(steps),
             deps=frozenset(deps), images=tuple(images), env=_env_items(state.env),
             config_env=_env_items(state.config_env), workdir=state.workdir or "/", user=state.user,
             shell=state.shell or default_shell,

@@ -393,3 +393,18 @@ def test_shell_instruction_sets_shell() -> None:
     p = P('FROM scratch\nSHELL ["/bin/bash", "-eo", "pipefail", "-c"]\nRUN true\n')
     assert steps(p)[1].shell == ("/bin/bash", "-eo", "pipefail", "-c")
     assert steps(p)[0].shell == ("/bin/sh", "-c")
+
+
+def test_stage_platform_is_inherited_from_base_stage() -> None:
+    p = P("FROM --platform=$BUILDPLATFORM scratch AS build\nFROM build AS child\nFROM scratch\n",
+          platform=ARM64, all_stages=True)
+    assert [s.platform for s in p.stages] == [AMD64, AMD64, ARM64]
+
+
+def test_windows_base_image_gets_cmd_shell_and_no_default_path() -> None:
+    win = Platform(architecture="amd64", os="windows")
+    resolver = FakeResolver({"servercore": BaseImage(config=ContainerConfig(), platform=win)})
+    p = P("FROM servercore\nRUN dir\n", resolver=resolver)
+    run = steps(p)[0]
+    assert run.shell == ("cmd", "/S", "/C") and "PATH" not in env_of(run)
+    assert p.stages[0].platform == win
