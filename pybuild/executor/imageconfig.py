@@ -6,7 +6,6 @@ ENTRYPOINT instruction clears a CMD inherited from the base image (unless this s
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 from pybuild.model import instructions as ins
@@ -75,7 +74,11 @@ def apply(
 
 def created_by(inst: ins.Instruction, *, shell: tuple[str, ...], args: tuple[tuple[str, str], ...],
                workdir: str) -> str:
-    """The history `created_by` text, in BuildKit's style (`RUN /bin/sh -c make # buildkit`)."""
+    """The history `created_by` text, exactly as BuildKit writes it (`RUN /bin/sh -c make # buildkit`).
+
+    BuildKit formats several instructions with Go's fmt verbs (`CMD %q`, `SHELL %v`, `EXPOSE %v` of a map,
+    `HEALTHCHECK %q` of the struct), and `docker history` users know those strings, so they are mimicked here.
+    """
     if isinstance(inst, ins.Run):
         argv = command_argv(inst.cmd, inst.prepend_shell, shell)
         prefix = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args) + " " if args else ""
@@ -96,9 +99,10 @@ def created_by(inst: ins.Instruction, *, shell: tuple[str, ...], args: tuple[tup
     if isinstance(inst, ins.Label):
         return "LABEL " + " ".join(f"{p.key}={p.value}" for p in inst.pairs)
     if isinstance(inst, ins.Expose):
-        return "EXPOSE " + " ".join(inst.ports)
+        # Go's %v of a map: keys sorted, `map[80/tcp:{} 443/tcp:{}]`.
+        return "EXPOSE map[" + " ".join(f"{p}:{{}}" for p in sorted(set(inst.ports))) + "]"
     if isinstance(inst, ins.Volume):
-        return "VOLUME " + json.dumps(list(inst.paths))
+        return "VOLUME [" + " ".join(inst.paths) + "]"
     if isinstance(inst, ins.Workdir):
         return f"WORKDIR {workdir}"
     if isinstance(inst, ins.User):
@@ -106,16 +110,89 @@ def created_by(inst: ins.Instruction, *, shell: tuple[str, ...], args: tuple[tup
     if isinstance(inst, ins.StopSignal):
         return f"STOPSIGNAL {inst.signal}"
     if isinstance(inst, ins.Healthcheck):
-        return "HEALTHCHECK " + json.dumps(list(inst.health.test))
+        h = inst.health
+        durations = " ".join(_go_quote(_go_duration(d)) for d in (h.interval, h.timeout, h.start_period,
+                                                                 h.start_interval))
+        return f"HEALTHCHECK &{{{_go_quote_list(h.test)} {durations} {_go_quote_rune(h.retries)}}}"
     if isinstance(inst, ins.Shell):
-        return "SHELL " + json.dumps(list(inst.shell))
+        return "SHELL [" + " ".join(inst.shell) + "]"
     if isinstance(inst, ins.Onbuild):
         return f"ONBUILD {inst.expression}"
     if isinstance(inst, ins.Cmd | ins.Entrypoint):
         word = "CMD" if isinstance(inst, ins.Cmd) else "ENTRYPOINT"
-        return f"{word} " + json.dumps(list(command_argv(inst.cmd, inst.prepend_shell, shell)))
+        return f"{word} " + _go_quote_list(command_argv(inst.cmd, inst.prepend_shell, shell))
     if isinstance(inst, ins.Maintainer):
         return f"MAINTAINER {inst.maintainer}"
     if isinstance(inst, ins.Arg):
         return "ARG " + " ".join(a.key if a.value is None else f"{a.key}={a.value}" for a in inst.args)
     return inst.original
+
+
+def _go_quote(s: str) -> str:
+    """Go's strconv.Quote: a double-quoted string with Go escapes, printable Unicode kept as is."""
+    out = ['"']
+    for ch in s:
+        code = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def _go_quote_list(items: tuple[str, ...] | list[str]) -> str:
+    """Go's %q of a []string: `["a" "b"]`."""
+    return "[" + " ".join(_go_quote(i) for i in items) + "]"
+
+
+def _go_quote_rune(n: int) -> str:
+    """Go's %q of an integer: a quoted character literal (BuildKit prints Retries this way, e.g. '\\x03')."""
+    if 0 <= n < 0x110000 and chr(n).isprintable() and chr(n) not in ("'", "\\"):
+        return f"'{chr(n)}'"
+    if n in (ord("'"), ord("\\")):
+        return "'\\" + chr(n) + "'"
+    if 0 <= n < 0x80:
+        return f"'\\x{n:02x}'"
+    if 0 <= n < 0x10000:
+        return f"'\\u{n:04x}'"
+    return f"'\\U{n:08x}'"
+
+
+def _go_duration(ns: int) -> str:
+    """Go's time.Duration.String: `0s`, `1.5s`, `2m0s`, `1h0m0s`, `500ms`, `1µs`."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + _go_frac(ns, size) + unit
+    hours, rest = divmod(ns, 3600 * 1_000_000_000)
+    minutes, rest = divmod(rest, 60 * 1_000_000_000)
+    text = _go_frac(rest, 1_000_000_000) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{sign}{minutes}m{text}"
+    return sign + text
+
+
+def _go_frac(value: int, unit: int) -> str:
+    whole, frac = divmod(value, unit)
+    if not frac:
+        return str(whole)
+    digits = str(frac).rjust(len(str(unit)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}"
