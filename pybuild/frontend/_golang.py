@@ -93,6 +93,9 @@ def _fix_surrogates(s: str) -> str:
     return s
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_go_number, parse_int=_go_number)
+
+
 def json_string_array(text: str) -> list[str] | None:
     """BuildKit's parseJSON: the decoded strings, or None when the text is not a JSON array at all.
 
@@ -102,7 +105,7 @@ def json_string_array(text: str) -> list[str] | None:
     if not text.startswith("["):
         return None
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_go_number, parse_int=_go_number)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError):
         return None
     if not isinstance(value, list):

@@ -28,24 +28,30 @@ _SP = SP.replace("\n", "")
 
 @dataclass(frozen=True)
 class RawInstruction:
-    """One instruction as the grammar split it (positions are offsets into the line that was parsed)."""
+    """One instruction as the grammar split it."""
 
     keyword: str  # as written
-    keyword_pos: int
+    keyword_pos: int  # offset of the keyword in its (trimmed) logical line
     flags: tuple[str, ...]
     args: tuple[str, ...]
     json_form: bool
-    child: RawInstruction | None = None
-    original: str = ""  # for an ONBUILD child: its own text
+    child: RawInstruction | None = None  # the instruction nested in ONBUILD
 
 
 class LineError(Exception):
-    """An error in one logical line; pos is the offset of the offending text in that line."""
+    """An error in logical line number ``index`` (0-based, of the lines parsed together) at offset ``pos``."""
 
-    def __init__(self, message: str, pos: int) -> None:
+    def __init__(self, message: str, index: int, pos: int) -> None:
         super().__init__(message)
         self.message = message
+        self.index = index
         self.pos = pos
+
+
+def _error_at(message: str, tok: Any, skip: str = "") -> LineError:
+    """A LineError pointing at a token's text after its leading separator characters ``skip``."""
+    value = tok.value
+    return LineError(message, tok.line - 1, tok.column - 1 + len(value) - len(value.lstrip(skip)))
 
 
 def grammar_text(name: str) -> str:
@@ -93,12 +99,11 @@ def _unquote_flag(word: str, esc: str) -> str:
 
 
 class _Callbacks:
-    """Inline LALR callbacks, one per instruction rule. ``line``/``esc`` are set before each parse.
+    """Inline LALR callbacks, one per instruction rule; ``esc`` is the escape character.
 
     Lark looks callbacks up by rule name, so helpers must not be named like a rule (_words, _maybe_json...).
     """
 
-    line = ""
     esc = "\\"
 
     # -- shared pieces
@@ -116,13 +121,13 @@ class _Callbacks:
                     flags.append(value)
             elif kind != "FLAGS_END":
                 rest.append(tok)
-        return text, kw.start_pos + len(kw.value) - len(text), flags, rest
+        return text, kw.column - 1 + len(kw.value) - len(text), flags, rest
 
     def _json(self, tok: Any, text: str) -> list[str] | None:
         try:
             return json_string_array(text)
         except NotStringArray as e:
-            raise LineError(str(e), tok.start_pos + len(tok.value) - len(tok.value.lstrip(US))) from None
+            raise _error_at(str(e), tok, US) from None
 
     def _args_json(self, toks: list[Any], strip: str = US) -> tuple[tuple[str, ...], bool]:
         if not toks:
@@ -151,12 +156,12 @@ class _Callbacks:
                 return tuple(values), True
         return self._args_words(toks), False
 
-    def _args_name_value(self, toks: list[Any], name: str, kw_pos: int) -> tuple[str, ...]:
+    def _args_name_value(self, toks: list[Any], name: str, kw: Any) -> tuple[str, ...]:
         if not toks:
             return ()
         if toks[0].type == "LEGACY_KEY":
             if len(toks) < 2:
-                raise LineError(f"{name} must have two arguments", kw_pos)
+                raise _error_at(f"{name} must have two arguments", kw, US)
             return (toks[0].value.lstrip(US), toks[1].value.lstrip(BL), "")
         out: list[str] = []
         for tok in toks:
@@ -165,9 +170,8 @@ class _Callbacks:
             word = tok.value.lstrip(US)
             key, eq, value = word.partition("=")
             if not eq:
-                raise LineError(
-                    f'Syntax error - can\'t find = in "{word}". Must be of the form: name=value',
-                    tok.start_pos + len(tok.value) - len(word),
+                raise _error_at(
+                    f'Syntax error - can\'t find = in "{word}". Must be of the form: name=value', tok, US
                 )
             out += (key, value, "=")
         return tuple(out)
@@ -184,9 +188,9 @@ class _Callbacks:
         elif kind == "words":
             args = self._args_words(toks)
         elif kind == "env":
-            args = self._args_name_value(toks, "ENV", pos)
+            args = self._args_name_value(toks, "ENV", children[0])
         elif kind == "label":
-            args = self._args_name_value(toks, "LABEL", pos)
+            args = self._args_name_value(toks, "LABEL", children[0])
         elif kind == "arg":
             args = tuple(t.value.lstrip(US) for t in toks if t.type == "PWORD")
         elif kind == "health":
@@ -198,20 +202,15 @@ class _Callbacks:
             args = (toks[0].value.lstrip(US),) if toks else ()
         elif kind == "onbuild":
             if toks:
-                sub = toks[0]
-                child = RawInstruction(
-                    sub.keyword, sub.keyword_pos, sub.flags, sub.args, sub.json_form, sub.child,
-                    self.line[sub.keyword_pos:],
-                )
+                child = toks[0]
         else:  # unknown instruction: kept, with one empty argument
             args = ("",)
         return RawInstruction(kw, pos, tuple(flags), args, json_form, child)
 
     # -- one callback per rule of the grammar
 
-    def start(self, children: list[Any]) -> RawInstruction:
-        result: RawInstruction = children[0]
-        return result
+    def start(self, children: list[Any]) -> list[RawInstruction]:
+        return children
 
     def run(self, c: list[Any]) -> RawInstruction:
         return self._make(c, "maybe_json")
@@ -282,17 +281,17 @@ class InstructionParser:
         # it cannot write (read-only directory). The cache path is part of Lark's hash, so it must never change.
         return lark_cls(text, cache=str(directory / f"dockerfile-{variant}-{key}.lark-cache"), **options)
 
-    def parse(self, line: str) -> RawInstruction:
-        """Parse one trimmed, non-empty logical line. Raises LineError."""
+    def parse(self, lines: list[str]) -> list[RawInstruction]:
+        """Parse trimmed, non-empty logical lines (one Lark run for all of them). Raises LineError."""
         from lark.exceptions import UnexpectedInput
 
         with self._lock:
-            self._callbacks.line = line
             try:
-                result: RawInstruction = self._lark.parse(line)
+                result: list[RawInstruction] = self._lark.parse("\n".join(lines))
             except UnexpectedInput as e:
                 # The grammar accepts every line; reaching this is a bug, reported as a parse error anyway.
-                raise LineError(f"cannot parse instruction: {e.__class__.__name__}", e.pos_in_stream or 0) from None
+                line, column = getattr(e, "line", 1), getattr(e, "column", 1)
+                raise LineError(f"cannot parse instruction ({e.__class__.__name__})", line - 1, column - 1) from None
             return result
 
 

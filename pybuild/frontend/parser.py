@@ -22,7 +22,6 @@ characters; ONBUILD nested more than 64 deep is an error (BuildKit rejects ONBUI
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -246,7 +245,8 @@ class _Parser:
         i = 0
         current = 0
         comments: list[str] = []
-        nodes: list[Node] = []
+        pending: list[_Pending] = []  # instructions waiting for the grammar
+        done: list[_Pending] = []
         while i < n:
             line_raw = raw[i]
             i += 1
@@ -287,12 +287,23 @@ class _Parser:
                 self.warnings.append(ParseWarning(
                     "Empty continuation line found in: " + line, current, 0, "NoEmptyContinuation"
                 ))
-            node = self.instruction(line, segments, start, column, tuple(comments))
-            if node.heredocs_possible and "<<" in line:
-                i, current = self.read_heredocs(node, line, i, current)
-            nodes.append(node.build(current))
+            node = _Pending(line, segments, start, column, tuple(comments), current)
             comments = []
-        if not nodes:
+            if "<<" not in line:
+                pending.append(node)
+                continue
+            # Whether the next lines are heredoc bodies depends on this instruction: parse it now (after
+            # the ones before it, so that the first error in the file is the one reported).
+            self.parse_pending([*pending, node])
+            done += pending
+            done.append(node)
+            pending = []
+            if node.heredocs_possible():
+                i, current = self.read_heredocs(node, line, i, current)
+                node.end = current
+        self.parse_pending(pending)
+        done += pending
+        if not done:
             raise self.error(
                 "file with no instructions", max(current, 1), 0,
                 hint="a Dockerfile needs at least one instruction, e.g. FROM <image>",
@@ -307,40 +318,34 @@ class _Parser:
             if match is not None:
                 directives[key] = match.value
         return Dockerfile(
-            path=self.path, nodes=tuple(nodes), escape=self.escape, directives=directives,
+            path=self.path, nodes=tuple(p.build() for p in done), escape=self.escape, directives=directives,
             warnings=tuple(self.warnings), lines=self.lines,
         )
 
-    def instruction(
-        self, line: str, segments: list[tuple[int, int, int]], start: int, column: int, comments: tuple[str, ...]
-    ) -> _Pending:
-        stripped = line.lstrip(US)
-        lead = len(line) - len(stripped)
-        stripped = stripped.rstrip(US)
-        if not stripped:
-            # An instruction made of nothing (e.g. a lone "\" line): BuildKit keeps it as an unknown word.
-            raw = RawInstruction("", 0, (), ("",), False)
-        else:
-            try:
-                raw = instruction_parser(self.escape).parse(stripped)
-            except LineError as e:
-                line_no, col = self.position(segments, lead + e.pos)
-                raise self.error(e.message, line_no, col) from None
-        depth = 0
-        probe: RawInstruction | None = raw
-        while probe is not None:
-            depth += 1
-            if depth > MAX_ONBUILD_DEPTH:
-                raise self.error("ONBUILD instructions nested too deeply", start, column)
-            probe = probe.child
-        line_no, col = self.position(segments, lead + raw.keyword_pos)
-        return _Pending(self, raw, line, start, col if line_no == start else column, comments, segments, lead)
-
-    @staticmethod
-    def position(segments: list[tuple[int, int, int]], pos: int) -> tuple[int, int]:
-        k = bisect.bisect_right([s[0] for s in segments], pos) - 1
-        off, line_no, col0 = segments[max(k, 0)]
-        return line_no, col0 + (pos - off) + 1
+    def parse_pending(self, pending: list[_Pending]) -> None:
+        """Run the grammar over the instructions that have no RawInstruction yet."""
+        todo = [p for p in pending if p.raw is None and p.stripped]
+        for p in pending:
+            if p.raw is None and not p.stripped:
+                # An instruction made of nothing (e.g. a lone "\" line): BuildKit keeps it as an unknown word.
+                p.raw = RawInstruction("", 0, (), ("",), False)
+        if not todo:
+            return
+        try:
+            results = instruction_parser(self.escape).parse([p.stripped for p in todo])
+        except LineError as e:
+            bad = todo[e.index]
+            line_no, col = bad.position(e.pos)
+            raise self.error(e.message, line_no, col) from None
+        for p, result in zip(todo, results, strict=True):
+            depth = 0
+            probe: RawInstruction | None = result
+            while probe is not None:
+                depth += 1
+                if depth > MAX_ONBUILD_DEPTH:
+                    raise self.error("ONBUILD instructions nested too deeply", p.start, p.column)
+                probe = probe.child
+            p.raw = result
 
     def read_heredocs(self, node: _Pending, line: str, i: int, current: int) -> tuple[int, int]:
         try:
@@ -364,39 +369,50 @@ class _Parser:
                 if candidate == marker.name:
                     break
                 body.append(raw)
-            content = "".join(body)
             node.heredocs.append(Heredoc(
-                name=marker.name, content=content,
-                expand=marker.expand, chomp=marker.chomp, fd=marker.fd,
+                name=marker.name, content="".join(body), expand=marker.expand, chomp=marker.chomp, fd=marker.fd,
             ))
         return i, current
 
 
 class _Pending:
-    """An instruction whose end line (after its heredoc bodies) is not known yet."""
+    """One logical instruction line on its way to a Node: grammar result and end line come later."""
 
     def __init__(
-        self, parser: _Parser, raw: RawInstruction, line: str, start: int, column: int, comments: tuple[str, ...],
-        segments: list[tuple[int, int, int]], lead: int,
+        self, line: str, segments: list[tuple[int, int, int]], start: int, column: int, comments: tuple[str, ...],
+        end: int,
     ) -> None:
-        self.parser = parser
-        self.raw = raw
         self.line = line
+        stripped = line.lstrip(US)
+        self.lead = len(line) - len(stripped)
+        self.stripped = stripped.rstrip(US)
+        self.segments = segments
         self.start = start
         self.column = column
         self.comments = comments
-        self.segments = segments
-        self.lead = lead
+        self.end = end
+        self.raw: RawInstruction | None = None
         self.heredocs: list[Heredoc] = []
 
-    @property
+    def position(self, pos: int) -> tuple[int, int]:
+        """(physical line, 1-based column) of an offset in the stripped logical line."""
+        pos += self.lead
+        segments = self.segments
+        k = 0
+        while k + 1 < len(segments) and segments[k + 1][0] <= pos:
+            k += 1
+        off, line_no, col0 = segments[k]
+        return line_no, col0 + (pos - off) + 1
+
     def heredocs_possible(self) -> bool:
         raw = self.raw
+        assert raw is not None
         if go_lower(raw.keyword) == "onbuild" and raw.child is not None:
             raw = raw.child
         return go_lower(raw.keyword) in _HEREDOC_KEYWORDS and not raw.json_form
 
-    def build(self, end: int) -> Node:
+    def build(self) -> Node:
+        assert self.raw is not None
         heredocs = tuple(self.heredocs)
         # Build the ONBUILD chain from the inside out (no recursion over the nesting).
         chain: list[RawInstruction] = []
@@ -407,12 +423,12 @@ class _Pending:
         node: Node | None = None
         for depth in range(len(chain) - 1, -1, -1):
             raw = chain[depth]
-            line_no, col = _Parser.position(self.segments, self.lead + raw.keyword_pos)
+            line_no, col = self.position(raw.keyword_pos)
             node = Node(
                 keyword=go_lower(raw.keyword), args=raw.args, flags=raw.flags, json_form=raw.json_form,
                 heredocs=heredocs, child=node,
-                original=self.line if depth == 0 else raw.original,
-                start_line=self.start, end_line=end,
+                original=self.line if depth == 0 else self.stripped[raw.keyword_pos:],
+                start_line=self.start, end_line=self.end,
                 column=col if line_no == self.start else self.column,
                 prev_comments=self.comments if depth == 0 else (),
             )
