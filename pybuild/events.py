@@ -40,6 +40,14 @@ class StepMiss:
 
 
 @dataclass(frozen=True)
+class StepNote:
+    """A remark about a step that is not its output (e.g. --explain-cache details)."""
+
+    step: int
+    text: str
+
+
+@dataclass(frozen=True)
 class StepDone:
     step: int
     elapsed: float
@@ -72,7 +80,7 @@ class BuildFinished:
     steps_run: int
 
 
-Event = StepStarted | StepLog | StepCached | StepMiss | StepDone | StepError | Progress | BuildFinished
+Event = StepStarted | StepLog | StepCached | StepMiss | StepNote | StepDone | StepError | Progress | BuildFinished
 
 
 class EventSink(Protocol):

@@ -20,6 +20,7 @@ from pybuild.events import (
     StepError,
     StepLog,
     StepMiss,
+    StepNote,
     StepStarted,
 )
 
@@ -35,7 +36,9 @@ class PlainRenderer:
         if isinstance(event, StepStarted):
             w(f"#{event.step} {event.name}\n")
         elif isinstance(event, StepCached):
-            w(f"#{event.step} {event.name}\n#{event.step} CACHED\n\n")
+            w(f"#{event.step} CACHED\n\n")
+        elif isinstance(event, StepNote):
+            w(f"#{event.step} {event.text}\n")
         elif isinstance(event, StepMiss):
             w(f"#{event.step} MISS: {event.reason}\n")
         elif isinstance(event, StepLog):
@@ -69,6 +72,7 @@ _TYPE_NAMES: dict[type, str] = {
     StepLog: "log",
     StepCached: "cached",
     StepMiss: "miss",
+    StepNote: "note",
     StepDone: "done",
     StepError: "error",
     Progress: "progress",

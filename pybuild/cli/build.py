@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from pybuild.cli.app import app
 from pybuild.errors import PybuildError, UsageError
+
+if TYPE_CHECKING:
+    from pybuild.layer import Compression
 
 
 @app.command("build")
@@ -21,6 +25,9 @@ def build_command(
     target: str | None = typer.Option(None, "--target", help="Build this stage (and what it needs) only."),
     label: list[str] = typer.Option([], "--label", help="Set an image label KEY=VALUE (repeatable)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the build cache."),
+    no_cache_filter: list[str] = typer.Option([], "--no-cache-filter", help="Do not use the cache for this stage."),
+    explain_cache: bool = typer.Option(False, "--explain-cache", help="Say for every step why it hit or missed."),
+    compression: str = typer.Option("zstd", "--compression", help="Layer compression: zstd, gzip or none."),
     pull: bool = typer.Option(False, "--pull", help="Always look for newer base images."),
     iidfile: Path | None = typer.Option(None, "--iidfile", help="Write the image ID to this file."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the image ID."),
@@ -83,7 +90,8 @@ def build_command(
     request = BuildRequest(
         context=ctx, dockerfile=dockerfile, dockerfile_data=stdin_data, tags=tuple(tag),
         build_args=parse_build_args(build_arg), target=target, labels=labels, no_cache=no_cache, pull=pull,
-        network=network, secrets=secrets, platform=platform,
+        network=network, secrets=secrets, platform=platform, no_cache_filter=tuple(no_cache_filter),
+        explain_cache=explain_cache, compression=_compression(compression),
     )
     store = Store.open(default_root())
     try:
@@ -96,3 +104,12 @@ def build_command(
         iidfile.write_text(result.image_id)
     if quiet:
         print(result.image_id)
+
+
+def _compression(value: str) -> Compression:
+    from pybuild.layer import Compression
+
+    try:
+        return Compression(value)
+    except ValueError:
+        raise UsageError(f"invalid --compression {value!r}: expected zstd, gzip or none") from None

@@ -386,27 +386,29 @@ def excluded_at_top(m: Match, exclude: PatternMatcher) -> bool:
     return not m.is_dir and not m.include and bool(m.name) and exclude.matches(m.name)
 
 
-def digest_sources(matches: Sequence[Match], *, exclude: Sequence[str] = (), cache: ChecksumCache | None = None,
-                   include_owner: bool = False) -> str:
-    """One "sha256:..." over everything a copy of ``matches`` would read: each match's destination name, then every
-    visible entry below it (relative path, type, permission bits, file content digest, link target, device numbers;
-    owners only with ``include_owner``, for --from sources whose ownership is preserved). Mtimes never count.
+def source_entries(matches: Sequence[Match], *, exclude: Sequence[str] = (), cache: ChecksumCache | None = None,
+                   include_owner: bool = False) -> Iterator[tuple[str, str]]:
+    """What a copy of ``matches`` would read, one record per entry: (path as the user would name it, record).
+
+    Records hold each match's destination name, then every visible entry below it (relative path, type, permission
+    bits, file content digest, link target, device numbers; owners only with ``include_owner``, for --from sources
+    whose ownership is preserved). Mtimes never count. The cache layer keeps these per path to say which file made a
+    step miss.
     """
-    h = hashlib.sha256()
     excl = PatternMatcher(list(exclude)) if exclude else None
     for m in matches:
         if excl is not None and excluded_at_top(m, excl):
             continue
         ctx = m.context
-        h.update(f"match\0{m.name}\0{'d' if m.is_dir else '-'}\0{len(m.include)}\0".encode())
-        for p in m.include:
-            h.update(p.encode() + b"\0")
+        head = f"match\0{m.name}\0{'d' if m.is_dir else '-'}\0{len(m.include)}\0" + "".join(
+            p + "\0" for p in m.include)
+        yield m.source, head
         inc = PatternMatcher(list(m.include)) if m.include else None
         for e in ctx.walk(m.rel, exclude=excl if m.is_dir else None, include=inc):
             mode = e.st.st_mode
             kind = _kind(mode)
             if e.sub == "" and kind == "d":
-                h.update(b"root\0")  # the top directory's own metadata is never copied
+                yield m.source + "/", "root\0"  # the top directory's own metadata is never copied
                 continue
             if kind == "f":
                 payload = file_digest(e.path, e.st, cache)
@@ -417,6 +419,14 @@ def digest_sources(matches: Sequence[Match], *, exclude: Sequence[str] = (), cac
             else:
                 payload = ""
             owner = f"{e.st.st_uid}:{e.st.st_gid}" if include_owner else ""
-            line = f"{e.sub}\0{kind}\0{stat.S_IMODE(mode):o}\0{owner}\0{payload}\n"
-            h.update(line.encode("utf-8", "surrogateescape"))
+            name = _join(m.rel, e.sub) if e.sub else m.rel
+            yield name, f"{e.sub}\0{kind}\0{stat.S_IMODE(mode):o}\0{owner}\0{payload}\n"
+
+
+def digest_sources(matches: Sequence[Match], *, exclude: Sequence[str] = (), cache: ChecksumCache | None = None,
+                   include_owner: bool = False) -> str:
+    """One "sha256:..." over everything a copy of ``matches`` would read (see :func:`source_entries`)."""
+    h = hashlib.sha256()
+    for _, record in source_entries(matches, exclude=exclude, cache=cache, include_owner=include_owner):
+        h.update(record.encode("utf-8", "surrogateescape"))
     return "sha256:" + h.hexdigest()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import hashlib
 import os
 import threading
 import time
@@ -21,14 +22,29 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from pybuild.context.context import BuildContext, ChecksumCache, MemoryChecksumCache, source_entries
 from pybuild.errors import Location, PybuildError
-from pybuild.events import BuildFinished, Event, EventSink, StepDone, StepError, StepLog, StepStarted
-from pybuild.executor import imageconfig
+from pybuild.events import (
+    BuildFinished,
+    Event,
+    EventSink,
+    StepCached,
+    StepDone,
+    StepError,
+    StepLog,
+    StepMiss,
+    StepNote,
+    StepStarted,
+)
+from pybuild.executor import cachekey, imageconfig
+from pybuild.layer import Compression
 from pybuild.model import instructions as ins
 from pybuild.model.oci import ContainerConfig, History, ImageConfig, Platform, RootFS
-from pybuild.planner.plan import BaseImage, Plan, Stage, Step
+from pybuild.planner.plan import BaseImage, Plan, Source, Stage, Step
 from pybuild.planner.platform import format_platform, host_platform
+from pybuild.store.cache import CacheRecord
 from pybuild.store.store import Image, Layer, Store
 
 _OUTPUT_TAIL = 20  # lines of a failed step's output shown in its error
@@ -50,6 +66,9 @@ class BuildRequest:
     network: str = "default"  # default | none | host: what RUN gets unless it says --network itself
     secrets: Mapping[str, Path] = field(default_factory=dict)  # id -> file
     platform: str | None = None
+    no_cache_filter: tuple[str, ...] = ()  # stages (names or indices) never taken from the cache
+    explain_cache: bool = False  # say for every step why it hit or missed
+    compression: Compression = Compression.ZSTD
 
 
 @dataclass(frozen=True)
@@ -91,7 +110,6 @@ class _StageResult:
 
     config: ImageConfig
     layers: list[Layer]
-    cmd_set: bool = False  # this stage set CMD (ENTRYPOINT then keeps it)
 
     @property
     def chain_id(self) -> str | None:
@@ -134,6 +152,8 @@ class _Builder:
         self.sink: EventSink = _LockedSink(sink)
         self.counters = _Counters()
         self.lease = ""  # the build's store lease, which also keeps worker threads' layers alive
+        self.checksums: ChecksumCache = store.file_checksums()
+        self._build_context: BuildContext | None = None
         self.results: dict[int, _StageResult] = {}
         self.multi_stage = len(plan.stages) > 1
         self.epoch = _source_date_epoch()
@@ -179,6 +199,7 @@ class _Builder:
             with store.lease():
                 worker = copy.copy(self)
                 worker.store = store
+                worker.checksums = MemoryChecksumCache()
                 result = worker._stage(stage)
                 if result.layers and self.lease:
                     store.pin(self.lease, layers=[result.layers[-1].chain_id])
@@ -202,16 +223,160 @@ class _Builder:
         v, t0 = self._start(f"{self._label(stage, 1)} FROM {stage.from_.base}")
         result = self._base(stage)
         self.sink.emit(StepDone(v, time.monotonic() - t0))
+        no_cache = self.request.no_cache or (stage.name or "") in self.request.no_cache_filter \
+            or str(stage.index) in self.request.no_cache_filter
         for n, step in enumerate(stage.steps, start=2):
             name = f"{self._label(stage, n)} {_describe(step.instruction)}"
             v, t0 = self._start(name)
             try:
-                result = self._step(stage, step, result, v, t0, name)
+                with self.store.new_scratch_dir("step") as scratch:
+                    result = self._cached_step(stage, n, step, result, v, t0, name, scratch, no_cache)
             except PybuildError as e:
                 self.sink.emit(StepError(v, e.message.splitlines()[0], time.monotonic() - t0))
                 raise e.with_location(step.instruction.location) from None
-            self.sink.emit(StepDone(v, time.monotonic() - t0))
         return result
+
+    def _cached_step(self, stage: Stage, n: int, step: Step, cur: _StageResult, v: int, t0: float, name: str,
+                     scratch: Path, no_cache: bool) -> _StageResult:
+        """Reuse the step's cached result when its key is known; otherwise run it and remember the result."""
+        downloads: list[dict[str, Any]] = []
+        inputs = self._inputs(stage, n, step, cur, scratch, downloads)
+        key = inputs.key()
+        position = self._position(stage, n)
+        cache = self.store.cache
+        rec = None if no_cache else cache.lookup(key)
+        if self.request.explain_cache:
+            self._explain(v, key, inputs, rec, cache.latest(position, inputs.instruction_text))
+        if rec is not None:
+            result = self._restore(rec)
+            if result is not None:
+                with self.counters.lock:
+                    self.counters.cached += 1
+                self.sink.emit(StepCached(v, name))
+                return result
+        if no_cache:
+            self.sink.emit(StepMiss(v, "--no-cache"))
+        elif not self.request.explain_cache:
+            old = cache.latest(position, inputs.instruction_text)
+            if old is not None:
+                reasons = cachekey.explain(old.inputs, inputs)
+                if reasons:
+                    # The first reason is the root cause (a changed parent explains everything after it);
+                    # --explain-cache lists them all.
+                    self.sink.emit(StepMiss(v, reasons[0]))
+        result, layer = self._step(stage, step, cur, v, t0, name, downloads)
+        cache.put(CacheRecord(key=key, position=position, instruction=inputs.instruction_text,
+                              chain_id=result.chain_id, config=result.config.to_json(), inputs=inputs.to_dict(),
+                              size=layer.blob.size if layer is not None and layer.blob is not None else 0))
+        self.sink.emit(StepDone(v, time.monotonic() - t0))
+        return result
+
+    def _explain(self, v: int, key: str, inputs: cachekey.StepInputs, rec: CacheRecord | None,
+                 old: CacheRecord | None) -> None:
+        self.sink.emit(StepNote(v, f"cache key {key}"))
+        if rec is not None:
+            self.sink.emit(StepNote(v, "HIT: a record with this key exists"))
+            return
+        if old is None:
+            self.sink.emit(StepNote(v, "MISS: no earlier record for this step"))
+            return
+        reasons = cachekey.explain(old.inputs, inputs) or ["the key differs (no named input differs)"]
+        for r in reasons:
+            self.sink.emit(StepNote(v, f"MISS: {r}"))
+
+    def _restore(self, rec: CacheRecord) -> _StageResult | None:
+        config = ImageConfig.from_json(rec.config)
+        if rec.chain_id is None:
+            return _StageResult(config, [])
+        try:
+            self.store.ensure_unpacked(rec.chain_id)
+            layers = self.store.layer_chain(rec.chain_id)
+        except PybuildError:
+            return None  # its layers are gone or damaged: run the step again
+        if tuple(x.diff_id for x in layers) != config.diff_ids:
+            return None
+        return _StageResult(config, layers)
+
+    def _position(self, stage: Stage, n: int) -> str:
+        where = f"{self.request.context and self.request.context.absolute()}\0{self._dockerfile_path()}"
+        return hashlib.sha256(f"{where}\0{stage.index}\0{n}".encode()).hexdigest()
+
+    def _parent(self, stage: Stage, n: int, cur: _StageResult) -> tuple[str, str]:
+        """(digest, description) of what step n starts from."""
+        if n > 2:
+            return cachekey.result_digest(cur.chain_id, cur.config), "previous step"
+        if stage.base_stage is not None:
+            base = self.plan.stage(stage.base_stage)
+            return cachekey.result_digest(cur.chain_id, cur.config), f"stage {base.display_name}"
+        if stage.base_image is None:
+            return "scratch", "scratch"
+        img = self._image(stage.base_image, stage.from_.location)
+        return img.manifest_digest, f"base image {stage.base_image}"
+
+    def _inputs(self, stage: Stage, n: int, step: Step, cur: _StageResult, scratch: Path,
+                downloads: list[dict[str, Any]]) -> cachekey.StepInputs:
+        inst = step.instruction
+        parent, parent_desc = self._parent(stage, n, cur)
+        variables = {k: v for k, v in step.env if k not in _PROXY_ARGS}
+        args = {k for k, _ in step.args if k not in _PROXY_ARGS}
+        if isinstance(inst, ins.Arg):
+            # An ARG's own value (default or --build-arg) is what this step depends on.
+            for a in inst.args:
+                if a.value is not None and a.key not in _PROXY_ARGS:
+                    variables[a.key] = a.value
+                    args.add(a.key)
+        inputs = cachekey.StepInputs(
+            parent=parent, parent_desc=parent_desc, instruction=cachekey.instruction_identity(inst),
+            instruction_text=_describe(inst), variables=variables, args=sorted(args),
+            platform=format_platform(stage.platform), options={"compression": str(self.request.compression)},
+        )
+        if isinstance(inst, ins.Copy | ins.Add):
+            local = [x for x in inst.sources if not _is_url(x)]
+            src = step.sources[0] if step.sources else None
+            if isinstance(inst, ins.Copy) and inst.from_:
+                inputs.mounts[f"--from={inst.from_}"] = self._source_result(src, inst.from_, inst.location)
+            elif local:
+                matches = self._context().select(local, parents=isinstance(inst, ins.Copy) and inst.parents)
+                inputs.files = cachekey.file_entries(
+                    source_entries(matches, exclude=inst.exclude, cache=self.checksums))
+            if isinstance(inst, ins.Add):
+                from pybuild.executor.fetch import download
+
+                for url in (x for x in inst.sources if _is_url(x)):
+                    got = download(url, scratch, checksum=inst.checksum or None)
+                    f = got.file
+                    downloads.append({"path": str(f.path), "name": f.name, "mtime": f.mtime, "url": url})
+                    inputs.files[url] = got.digest
+        elif isinstance(inst, ins.Run):
+            for i, m in enumerate(inst.mounts):
+                if m.type != "bind":
+                    continue
+                src = step.sources[i] if i < len(step.sources) else None
+                if src is not None and (src.stage is not None or src.image):
+                    inputs.mounts[f"mount {m.target}"] = self._source_result(src, m.from_, inst.location)
+                else:
+                    matches = self._context().select([m.source or "."])
+                    for path, digest in cachekey.file_entries(
+                            source_entries(matches, cache=self.checksums)).items():
+                        inputs.files[f"{m.target}:{path}"] = digest
+        return inputs
+
+    def _source_result(self, src: Source | None, ref: str, location: Location) -> str:
+        if src is not None and src.stage is not None:
+            res = self.results[src.stage]
+            return cachekey.result_digest(res.chain_id, res.config)
+        img = self._image(src.image if src is not None and src.image else ref, location)
+        return img.manifest_digest
+
+    def _context(self) -> BuildContext:
+        if self.request.context is None:
+            raise PybuildError("this instruction reads files from the build context, but the build has none",
+                               hint="pass a context directory instead of `-`")
+        if self._build_context is None:
+            df = self._dockerfile_path()
+            self._build_context = BuildContext.from_dir(self.request.context.absolute(),
+                                                        Path(df) if df else None)
+        return self._build_context
 
     def _base(self, stage: Stage) -> _StageResult:
         if stage.base_stage is not None:
@@ -239,25 +404,29 @@ class _Builder:
 
     # --- steps --------------------------------------------------------------------------------------------------
 
-    def _step(self, stage: Stage, step: Step, cur: _StageResult, v: int, t0: float, name: str) -> _StageResult:
+    def _step(self, stage: Stage, step: Step, cur: _StageResult, v: int, t0: float, name: str,
+              downloads: list[dict[str, Any]]) -> tuple[_StageResult, Layer | None]:
         inst = step.instruction
         if isinstance(inst, ins.Run):
             layer = self._run(stage, step, cur, v, t0, name)
         elif isinstance(inst, ins.Copy | ins.Add):
-            layer = self._copy(stage, step, cur)
+            layer = self._copy(stage, step, cur, downloads)
         elif isinstance(inst, ins.Workdir):
             layer = self._workdir(step, cur)
         else:
             layer = None
         with self.counters.lock:
             self.counters.run += 1
-        return self._record(cur, step, layer)
+        return self._record(stage, cur, step, layer), layer
 
-    def _record(self, cur: _StageResult, step: Step, layer: Layer | None) -> _StageResult:
+    def _record(self, stage: Stage, cur: _StageResult, step: Step, layer: Layer | None) -> _StageResult:
         inst = step.instruction
         config = cur.config
+        # Whether this stage set CMD before this step (then ENTRYPOINT keeps it): derived from the plan, so a
+        # stage resumed from the cache knows it too.
+        cmd_set = any(isinstance(s.instruction, ins.Cmd) for s in stage.steps[: step.index])
         container = imageconfig.apply(config.config, inst, shell=step.shell, workdir=step.workdir,
-                                      cmd_set=cur.cmd_set)
+                                      cmd_set=cmd_set)
         author = inst.maintainer if isinstance(inst, ins.Maintainer) else config.author
         history_args = tuple((k, v) for k, v in step.args if k not in _PROXY_ARGS)
         entry = History(
@@ -269,13 +438,13 @@ class _Builder:
         layers = [*cur.layers, layer] if layer is not None else list(cur.layers)
         rootfs = RootFS(diff_ids=tuple(x.diff_id for x in layers))
         new = replace(config, config=container, author=author, history=(*config.history, entry), rootfs=rootfs)
-        return _StageResult(new, layers, cmd_set=cur.cmd_set or isinstance(inst, ins.Cmd))
+        return _StageResult(new, layers)
 
     def _commit(self, upper: Path, parent: str | None) -> Layer | None:
         """The upper dir as a layer on parent, or None when the step changed nothing."""
         if not any(os.scandir(upper)):
             return None
-        return self.store.commit_layer_dir(upper, parent, source_date_epoch=self.epoch)
+        return self.store.commit_layer_dir(upper, parent, self.request.compression, source_date_epoch=self.epoch)
 
     def _lower_dirs(self, cur: _StageResult) -> list[str]:
         return self.store.lower_dirs(cur.chain_id) if cur.chain_id else []
@@ -315,7 +484,7 @@ class _Builder:
         layers = self._unpacked_layers(img)
         return self._view(_StageResult(img.config, layers), mp), f"image {ref}"
 
-    def _copy(self, stage: Stage, step: Step, cur: _StageResult) -> Layer | None:
+    def _copy(self, stage: Stage, step: Step, cur: _StageResult, downloads: list[dict[str, Any]]) -> Layer | None:
         inst = step.instruction
         assert isinstance(inst, ins.Copy | ins.Add)
         word = "COPY" if isinstance(inst, ins.Copy) else "ADD"
@@ -331,13 +500,6 @@ class _Builder:
             if from_view is not None:
                 views.append(from_view)
             local = [s for s in inst.sources if not _is_url(s)]
-            remote = []
-            if isinstance(inst, ins.Add):
-                from pybuild.executor.fetch import download
-
-                for url in (s for s in inst.sources if _is_url(s)):
-                    got = download(url, scratch, checksum=inst.checksum or None).file
-                    remote.append({"path": str(got.path), "name": got.name, "mtime": got.mtime, "url": url})
             if any(_is_url(s) for s in inst.sources) and isinstance(inst, ins.Copy):
                 raise PybuildError("COPY does not accept URLs as sources", hint="use ADD to download a file")
             payload = {
@@ -355,7 +517,7 @@ class _Builder:
                 "unpack": isinstance(inst, ins.Add) and inst.unpack is not False,
                 "instruction": word,
                 "inline": [{"name": c.path, "content": c.data, "mode": 0o644} for c in inst.contents],
-                "remote": remote,
+                "remote": downloads,
             }
             run_job(views, "pybuild.executor.fsjobs:copy", payload)
             parent = None if inst.link else cur.chain_id
@@ -585,13 +747,20 @@ def build(store: Store, request: BuildRequest, sink: EventSink) -> BuildResult:
     with store.lease() as lease:
         builder = _Builder(store, request, plan, resolver, sink)
         builder.lease = lease
-        result = builder.build()
+        try:
+            result = builder.build()
+        finally:
+            flush = getattr(builder.checksums, "flush", None)
+            if flush is not None:
+                flush()
         config = result.config
         if request.labels:
             labels = dict(config.config.labels)
             labels.update(request.labels)
             config = replace(config, config=replace(config.config, labels=labels))
-        config = replace(config, created=_timestamp(builder.epoch))
+        # The image's creation time is its last step's: a fully cached rebuild then gives the same image ID.
+        last = config.history[-1].created if config.history else None
+        config = replace(config, created=last or _timestamp(builder.epoch))
         names = tuple(_normalize_tag(t) for t in request.tags)
         image = store.put_image(config, result.layers, names=names)
     elapsed = time.monotonic() - t0

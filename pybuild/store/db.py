@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pybuild.errors import PybuildError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Content-addressed facts (blobs, layers) plus the names and pins that keep them alive. Nothing keeps a
 # reference count: gc computes reachability from images and pins, which cannot drift out of step.
@@ -73,7 +73,35 @@ CREATE TABLE pins (
 );
 """
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# The build cache: one record per executed step, keyed by the step's cache key (see executor/cachekey.py), and
+# the content digests of build-context files by what identifies a file version without reading it.
+_SCHEMA_V2 = """
+CREATE TABLE cache (
+    key         TEXT PRIMARY KEY,
+    position    TEXT NOT NULL,
+    instruction TEXT NOT NULL,
+    chain_id    TEXT,
+    config      BLOB NOT NULL,
+    inputs      BLOB NOT NULL,
+    size        INTEGER NOT NULL DEFAULT 0,
+    created     REAL NOT NULL,
+    last_used   REAL NOT NULL
+);
+CREATE INDEX cache_position ON cache(position, created);
+CREATE INDEX cache_instruction ON cache(instruction, created);
+CREATE TABLE file_checksums (
+    dev      INTEGER NOT NULL,
+    ino      INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    digest   TEXT NOT NULL,
+    used     REAL NOT NULL,
+    PRIMARY KEY (dev, ino, size, mtime_ns, ctime_ns)
+) WITHOUT ROWID;
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 def connect(path: Path) -> sqlite3.Connection:

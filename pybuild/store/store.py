@@ -78,6 +78,7 @@ from pybuild.store.fsutil import (
 
 if TYPE_CHECKING:
     from pybuild.layer import Compression
+    from pybuild.store.cache import CacheIndex, FileChecksums
 
 OCTET_STREAM = "application/octet-stream"
 _CHUNK = 1 << 20
@@ -249,6 +250,7 @@ class Store:
         self._owner = owner
         self._lock = FileLock(root / "lock")
         self._leases: list[str] = []
+        self._cache: CacheIndex | None = None
         self._lease_seq = 0
 
     # --- opening -------------------------------------------------------------------------------------------
@@ -663,6 +665,21 @@ class Store:
             yield path
         finally:
             remove_tree(path)
+
+    @property
+    def cache(self) -> CacheIndex:
+        """The build cache's records (see pybuild.store.cache)."""
+        from pybuild.store.cache import CacheIndex
+
+        if self._cache is None:
+            self._cache = CacheIndex(self)
+        return self._cache
+
+    def file_checksums(self) -> FileChecksums:
+        """A persistent checksum cache for build-context files; call flush() to save what it learned."""
+        from pybuild.store.cache import FileChecksums
+
+        return FileChecksums(self)
 
     def cache_mount_dir(self, cache_id: str) -> Path:
         """The persistent directory behind ``RUN --mount=type=cache,id=ID`` (created empty on first use).
