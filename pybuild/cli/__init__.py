@@ -41,7 +41,7 @@ def insert_default_command(argv: list[str]) -> list[str]:
 
 def _register() -> None:
     # Importing the command modules registers their commands on the app.
-    from pybuild.cli import build, check, images, run, store  # noqa: F401
+    from pybuild.cli import build, cache, check, images, run, store  # noqa: F401
 
 
 _interrupted = False
