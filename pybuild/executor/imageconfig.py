@@ -85,9 +85,10 @@ def created_by(inst: ins.Instruction, *, shell: tuple[str, ...], args: tuple[tup
         return f"RUN {prefix}{' '.join(argv)} # buildkit"
     if isinstance(inst, ins.Copy | ins.Add):
         word = "COPY" if isinstance(inst, ins.Copy) else "ADD"
+        # BuildKit names only these flags (not --from, --link or --exclude), in this order.
         flags = []
-        if isinstance(inst, ins.Copy) and inst.from_:
-            flags.append(f"--from={inst.from_}")
+        if isinstance(inst, ins.Copy) and inst.parents:
+            flags.append("--parents")
         if inst.chown:
             flags.append(f"--chown={inst.chown}")
         if inst.chmod:
