@@ -278,6 +278,15 @@ def test_backtick_overrides_stay_in_sync() -> None:
     assert len(others) > 20 and all("\\\\" not in line for line in others)
 
 
+def test_grammar_is_package_data() -> None:
+    # what an installed wheel uses: pybuild/grammar is the grammar/ directory, shipped as pybuild.grammar
+    from importlib.resources import files
+
+    root = files("pybuild.grammar")
+    for name in (_grammar.GRAMMAR_FILE, _grammar.BACKTICK_FILE):
+        assert root.joinpath(name).read_text(encoding="utf-8") == (REPO / "grammar" / name).read_text(encoding="utf-8")
+
+
 def _run_parse(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     code = "from pybuild.frontend.parser import parse, dump; print(dump(parse('FROM x').nodes[0]))"
     return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, cwd=REPO,
