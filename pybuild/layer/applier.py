@@ -67,6 +67,7 @@ _WH = WHITEOUT_PREFIX.encode()
 _AUFS_META = b".wh..wh."
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_TYPES = (REGTYPE, AREGTYPE, CONTTYPE)
 _T = TypeVar("_T")
 
 
@@ -164,6 +165,15 @@ class _Source:
         return b"".join(parts)
 
     def write_to(self, fd: int, n: int) -> None:
+        off = self._off
+        if off + n <= len(self._chunk):  # the usual small file: one write from the current chunk
+            with memoryview(self._chunk) as mv:
+                written = os.write(fd, mv[off : off + n])
+            self._off = off + written
+            self.offset += written
+            n -= written
+            if not n:
+                return
         left = n
         while left:
             if self._off == len(self._chunk) and not self._next_chunk():
@@ -387,10 +397,8 @@ class _Applier:
     def __init__(self, root_fd: int, dest: Path, kind: str) -> None:
         self.dirs = _Dirs(root_fd)
         self.dest = dest
-        self.counts = dict.fromkeys(
-            ("entries", "files", "dirs", "symlinks", "hardlinks", "specials", "whiteouts", "opaque_dirs",
-             "file_bytes", "xattr_errors"), 0,
-        )
+        self.entries = self.files = self.dirs_made = self.symlinks = self.hardlinks = self.specials = 0
+        self.whiteouts = self.opaque_dirs = self.file_bytes = self.xattr_errors = 0
         self.kind = kind
         self.dir_mtimes: dict[tuple[bytes, ...], int] = {}
         self.euid, self.egid = os.geteuid(), os.getegid()
@@ -400,13 +408,17 @@ class _Applier:
         self.creatable = 0 if umask is None else 0o777 & ~umask
 
     def stats(self) -> ApplyStats:
-        return ApplyStats(compression=self.kind, **self.counts)
+        return ApplyStats(
+            compression=self.kind, entries=self.entries, files=self.files, dirs=self.dirs_made,
+            symlinks=self.symlinks, hardlinks=self.hardlinks, specials=self.specials, whiteouts=self.whiteouts,
+            opaque_dirs=self.opaque_dirs, file_bytes=self.file_bytes, xattr_errors=self.xattr_errors,
+        )
 
     def run(self, entries: Iterator[RawHeader], source: _Source) -> None:
         try:
             for hdr in entries:
                 self.dirs.trim()
-                self.counts["entries"] += 1
+                self.entries += 1
                 try:
                     self._entry(hdr, source)
                 except LayerError:
@@ -421,25 +433,28 @@ class _Applier:
 
     def _entry(self, hdr: RawHeader, source: _Source) -> None:
         flag = hdr.typeflag
-        is_file = flag in (REGTYPE, AREGTYPE, CONTTYPE)
-        if flag == AREGTYPE and hdr.name.endswith(b"/"):  # pre-POSIX tars mark directories by the slash only
+        name = hdr.name
+        is_file = flag in _FILE_TYPES
+        if flag == AREGTYPE and name.endswith(b"/"):  # pre-POSIX tars mark directories by the slash only
             flag, is_file = DIRTYPE, False
-        data_left = hdr.size
-        try:
-            parts = _clean(hdr.name)
+        if name.startswith((b"/", b".")) or b"/." in name or b"//" in name or name.endswith(b"/"):
+            parts = _clean(name)
             if not parts:  # the root itself: dest's own metadata is the caller's (Docker skips it too)
+                source.skip(hdr.size + -hdr.size % BLOCK)
                 return
-            base = parts[-1]
-            parent = tuple(parts[:-1])
-            if base.startswith(_WH):
-                self._whiteout(hdr, parent, base)
-                return
-            pfd = self.dirs.get(parent, hdr.name)
+        else:  # nothing to clean (the usual name): skip the general walk over the parts
+            parts = name.split(b"/")
+        base = parts.pop()
+        parent = tuple(parts)
+        if base.startswith(_WH):
+            self._whiteout(hdr, parent, base)
+        else:
+            pfd = self.dirs.get(parent, name)
             assert pfd is not None
             if is_file:
                 self._file(hdr, pfd, parent, base, source)
-                data_left = 0
-            elif flag == DIRTYPE:
+                return  # _file consumed the data and its padding
+            if flag == DIRTYPE:
                 self._dir(hdr, pfd, parent, base)
             elif flag == SYMTYPE:
                 self._symlink(hdr, pfd, parent, base)
@@ -447,16 +462,9 @@ class _Applier:
                 self._hardlink(hdr, pfd, parent, base)
             elif flag in (CHRTYPE, BLKTYPE, FIFOTYPE):
                 self._special(hdr, pfd, parent, base)
-            elif flag == b"V":  # GNU volume label: not a file
-                pass
-            else:
-                raise LayerError(
-                    f"layer entry {_describe(hdr.name)} has unsupported type {flag.decode('latin-1')!r}"
-                )
-        finally:
-            if data_left:
-                source.skip(data_left)
-        source.skip(-hdr.size % BLOCK)
+            elif flag != b"V":  # a GNU volume label is not a file; anything else we do not know
+                raise LayerError(f"layer entry {_describe(name)} has unsupported type {flag.decode('latin-1')!r}")
+        source.skip(hdr.size + -hdr.size % BLOCK)
 
     def _create(self, pfd: int, parent: tuple[bytes, ...], base: bytes, make: Callable[[], _T],
                 keep_dir: bool = False) -> _T | None:
@@ -466,16 +474,22 @@ class _Applier:
             return make()
         except FileExistsError:
             pass
+        if not self._replace(pfd, parent, base, keep_dir):
+            return None
+        return make()
+
+    def _replace(self, pfd: int, parent: tuple[bytes, ...], base: bytes, keep_dir: bool = False) -> bool:
+        """Remove what is at `base` (False: it is a directory and `keep_dir` says to merge into it)."""
         st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
         is_dir = stat.S_ISDIR(st.st_mode)
         if keep_dir and is_dir:
-            return None
+            return False
         if is_dir:
             shutil.rmtree(base, dir_fd=pfd)
         else:
             os.unlink(base, dir_fd=pfd)
         self.dirs.forget((*parent, base))
-        return make()
+        return True
 
     def _xattrs(self, hdr: RawHeader, target: int | str) -> None:
         for key, value in sorted(hdr.xattrs.items()):
@@ -490,7 +504,7 @@ class _Applier:
             except OSError as e:
                 if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL):
                     raise
-                self.counts["xattr_errors"] += 1
+                self.xattr_errors += 1
 
     def _file(self, hdr: RawHeader, pfd: int, parent: tuple[bytes, ...], base: bytes, source: _Source) -> None:
         # Small files are bound by per-file syscalls, so skip chown/chmod when creation already gives the
@@ -498,13 +512,17 @@ class _Applier:
         perm = hdr.mode & 0o7777
         plain = self.dirs.plain(parent, pfd)
         exact_mode = plain and not perm & ~self.creatable
-        fd = self._create(
-            pfd, parent, base, lambda: os.open(base, _NEW_FILE, perm if exact_mode else 0o600, dir_fd=pfd)
-        )
-        assert fd is not None
+        create_mode = perm if exact_mode else 0o600
         try:
-            if hdr.size:
-                source.write_to(fd, hdr.size)
+            fd = os.open(base, _NEW_FILE, create_mode, dir_fd=pfd)
+        except FileExistsError:
+            self._replace(pfd, parent, base)
+            fd = os.open(base, _NEW_FILE, create_mode, dir_fd=pfd)
+        try:
+            size = hdr.size
+            if size:
+                source.write_to(fd, size)
+            source.skip(-size % BLOCK)
             # ownership first (chown clears setuid bits), then mode, then xattrs (chown and writes drop
             # security.capability), then the time
             if not plain or hdr.uid != self.euid or hdr.gid != self.egid:
@@ -513,11 +531,12 @@ class _Applier:
                 os.fchmod(fd, perm)
             if hdr.xattrs:
                 self._xattrs(hdr, fd)
-            os.utime(fd, ns=(hdr.mtime * 1_000_000_000, hdr.mtime * 1_000_000_000))
+            ns = hdr.mtime * 1_000_000_000
+            os.utime(fd, ns=(ns, ns))
         finally:
             os.close(fd)
-        self.counts["files"] += 1
-        self.counts["file_bytes"] += hdr.size
+        self.files += 1
+        self.file_bytes += size
 
     def _dir(self, hdr: RawHeader, pfd: int, parent: tuple[bytes, ...], base: bytes) -> None:
         self._create(pfd, parent, base, lambda: os.mkdir(base, 0o700, dir_fd=pfd), keep_dir=True)
@@ -530,7 +549,7 @@ class _Applier:
             self._xattrs(hdr, fd)
         # set once the directory's contents are written (creating them changes it)
         self.dir_mtimes[parts] = hdr.mtime
-        self.counts["dirs"] += 1
+        self.dirs_made += 1
 
     def _finish_nofollow(self, hdr: RawHeader, pfd: int, base: bytes, chmod: bool) -> None:
         os.chown(base, hdr.uid, hdr.gid, dir_fd=pfd, follow_symlinks=False)
@@ -544,7 +563,7 @@ class _Applier:
     def _symlink(self, hdr: RawHeader, pfd: int, parent: tuple[bytes, ...], base: bytes) -> None:
         self._create(pfd, parent, base, lambda: os.symlink(hdr.linkname, base, dir_fd=pfd))
         self._finish_nofollow(hdr, pfd, base, chmod=False)
-        self.counts["symlinks"] += 1
+        self.symlinks += 1
 
     def _special(self, hdr: RawHeader, pfd: int, parent: tuple[bytes, ...], base: bytes) -> None:
         if hdr.typeflag == FIFOTYPE:
@@ -554,7 +573,7 @@ class _Applier:
             dev = os.makedev(hdr.devmajor, hdr.devminor)
             self._create(pfd, parent, base, lambda: os.mknod(base, kind | 0o600, dev, dir_fd=pfd))
         self._finish_nofollow(hdr, pfd, base, chmod=True)
-        self.counts["specials"] += 1
+        self.specials += 1
 
     def _hardlink(self, hdr: RawHeader, pfd: int, parent: tuple[bytes, ...], base: bytes) -> None:
         target = _clean(hdr.linkname)
@@ -573,14 +592,14 @@ class _Applier:
             )
         except FileNotFoundError:
             raise missing from None
-        self.counts["hardlinks"] += 1
+        self.hardlinks += 1
 
     def _whiteout(self, hdr: RawHeader, parent: tuple[bytes, ...], base: bytes) -> None:
         if base == _OPQ:
             fd = self.dirs.get(parent, hdr.name)
             assert fd is not None
             os.setxattr(fd, OPAQUE_XATTR, b"y")
-            self.counts["opaque_dirs"] += 1
+            self.opaque_dirs += 1
             return
         if base.startswith(_AUFS_META):
             return
@@ -591,7 +610,7 @@ class _Applier:
         assert pfd is not None
         self._create(pfd, parent, name, lambda: os.mknod(name, stat.S_IFCHR, 0, dir_fd=pfd))
         os.chown(name, hdr.uid, hdr.gid, dir_fd=pfd, follow_symlinks=False)
-        self.counts["whiteouts"] += 1
+        self.whiteouts += 1
 
     def _set_dir_mtimes(self) -> None:
         for parts, mtime in self.dir_mtimes.items():
