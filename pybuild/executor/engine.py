@@ -379,6 +379,14 @@ class _Builder:
         return self._build_context
 
     def _base(self, stage: Stage) -> _StageResult:
+        result = self._base_result(stage)
+        if result.config.config.on_build:
+            # The planner runs the base's ONBUILD triggers in this stage; like Docker, they go no further.
+            cfg = result.config
+            result.config = replace(cfg, config=replace(cfg.config, on_build=()))
+        return result
+
+    def _base_result(self, stage: Stage) -> _StageResult:
         if stage.base_stage is not None:
             parent = self.results[stage.base_stage]
             return _StageResult(parent.config, list(parent.layers))
