@@ -5,7 +5,7 @@ OCI whiteouts become overlay whiteouts: `.wh.<name>` → a 0:0 character device 
 
 Entry names are handled like Docker's `archive.UnpackLayer`: cleaned lexically, so a leading `/` or `./` is
 dropped (`/etc/x` lands at `<dest>/etc/x`) and `a/../b` is `b`; a name that still climbs above the root (`../x`,
-`a/../../x`) is refused. Unlike Docker (which relies on a chroot) and containerd (which resolves symlinks inside the
+`a/../../x`) is refused. A `./` directory entry sets dest's own owner/mode/mtime (a tar of a whole tree has one). Unlike Docker (which relies on a chroot) and containerd (which resolves symlinks inside the
 root), a path whose parent is a symlink in dest is refused: parents are opened one component at a time with
 O_NOFOLLOW and every operation works relative to such a directory fd, so nothing lands outside dest. Hard link
 targets go through the same walk and are linked with follow_symlinks=False. overlay's private xattrs
@@ -439,7 +439,10 @@ class _Applier:
             flag, is_file = DIRTYPE, False
         if name.startswith((b"/", b".")) or b"/." in name or b"//" in name or name.endswith(b"/"):
             parts = _clean(name)
-            if not parts:  # the root itself: dest's own metadata is the caller's (Docker skips it too)
+            if not parts:  # "./": the layer root's own metadata (tars of whole trees carry it), merged like Docker
+                if flag != DIRTYPE:
+                    raise LayerError(f"layer entry {_describe(name)} names the layer root but is not a directory")
+                self._dir_metadata(hdr, self.dirs.root_fd, ())
                 source.skip(hdr.size + -hdr.size % BLOCK)
                 return
         else:  # nothing to clean (the usual name): skip the general walk over the parts
@@ -543,13 +546,16 @@ class _Applier:
         parts = (*parent, base)
         fd = os.open(base, _DIR_FLAGS, dir_fd=pfd)
         self.dirs.adopt(parts, fd)
+        self._dir_metadata(hdr, fd, parts)
+        self.dirs_made += 1
+
+    def _dir_metadata(self, hdr: RawHeader, fd: int, parts: tuple[bytes, ...]) -> None:
         os.fchown(fd, hdr.uid, hdr.gid)
         os.fchmod(fd, hdr.mode & 0o7777)
         if hdr.xattrs:
             self._xattrs(hdr, fd)
         # set once the directory's contents are written (creating them changes it)
         self.dir_mtimes[parts] = hdr.mtime
-        self.dirs_made += 1
 
     def _finish_nofollow(self, hdr: RawHeader, pfd: int, base: bytes, chmod: bool) -> None:
         os.chown(base, hdr.uid, hdr.gid, dir_fd=pfd, follow_symlinks=False)
@@ -614,6 +620,9 @@ class _Applier:
 
     def _set_dir_mtimes(self) -> None:
         for parts, mtime in self.dir_mtimes.items():
+            if not parts:
+                os.utime(self.dirs.root_fd, ns=(mtime * 1_000_000_000, mtime * 1_000_000_000))
+                continue
             try:
                 pfd = self.dirs.get(parts[:-1], b"/".join(parts), create=False)
                 if pfd is None:

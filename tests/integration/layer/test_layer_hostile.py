@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 import tarfile
 import uuid
 from pathlib import Path
@@ -213,3 +214,14 @@ def test_open_decompressed_reports_truncation_as_layer_error() -> None:
     data = gzip.compress(b"x" * 100_000)[:-20]
     with pytest.raises(LayerError, match="truncated or corrupt"):
         open_decompressed(io.BytesIO(data)).read()
+
+
+def test_root_entry_sets_the_roots_metadata_only(arena: Path) -> None:
+    root = member("./", tarfile.DIRTYPE, mode=0o750)
+    root.uid, root.gid = 12, 34
+    _apply(make_tar((root, None), (member("./f"), b"f\n")), arena / "dest")
+    st = (arena / "dest").stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, int(st.st_mtime)) == (0o750, 12, 34, 1_700_000_000)
+    with pytest.raises(LayerError, match="names the layer root but is not a directory"):
+        _apply(make_tar((member("."), b"x")), arena / "dest")
+    _outside_untouched(arena)
