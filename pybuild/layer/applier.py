@@ -5,11 +5,14 @@ OCI whiteouts become overlay whiteouts: `.wh.<name>` → a 0:0 character device 
 
 Entry names are handled like Docker's `archive.UnpackLayer`: cleaned lexically, so a leading `/` or `./` is
 dropped (`/etc/x` lands at `<dest>/etc/x`) and `a/../b` is `b`; a name that still climbs above the root (`../x`,
-`a/../../x`) is refused. A `./` directory entry sets dest's own owner/mode/mtime (a tar of a whole tree has one). Unlike Docker (which relies on a chroot) and containerd (which resolves symlinks inside the
-root), a path whose parent is a symlink in dest is refused: parents are opened one component at a time with
-O_NOFOLLOW and every operation works relative to such a directory fd, so nothing lands outside dest. Hard link
-targets go through the same walk and are linked with follow_symlinks=False. overlay's private xattrs
-(`trusted.overlay.*`, `user.overlay.*`) in a layer are dropped: a layer must not steer overlayfs (redirects, metacopy).
+`a/../../x`) is refused. A `./` directory entry sets dest's own owner/mode/mtime (whole-tree tars carry one).
+Unlike Docker (which relies on a chroot) and containerd (which resolves symlinks inside the root), a path whose
+parent is a symlink in dest is refused: parents are opened one component at a time with O_NOFOLLOW and every
+operation works relative to such a directory fd, so nothing lands outside dest. Hard link targets go through the
+same walk and are linked with follow_symlinks=False. overlay's private xattrs (`trusted.overlay.*`,
+`user.overlay.*`) in a layer are dropped: a layer must not steer overlayfs (redirects, metacopy).
+An existing entry is replaced (directories merged), as a later layer would; the stream is read to its end so a
+damaged compressed trailer is caught. On error dest is left half-written: the caller discards it.
 
 Decompression runs in a prefetch thread (zstandard, zlib, lzma release the GIL), so it overlaps the file writes.
 """
