@@ -626,10 +626,15 @@ class _Builder:
                 else:
                     if self.request.context is None:
                         raise PybuildError("RUN --mount=type=bind needs a build context")
+                    if not m.readonly:
+                        # rw: the step writes to a throw-away overlay over the context, never to the user's files.
+                        mounts.append(OverlayMount([str(self.request.context.absolute())], target, m.source or "/",
+                                                   readonly=False))
+                        continue
                     from pybuild.context.rootfs import host_path
 
                     mounts.append(BindMount(host_path(self.request.context, m.source or "/"), target,
-                                            readonly=m.readonly))
+                                            readonly=True))
             else:
                 raise PybuildError(f"RUN --mount=type={m.type} is not supported")
         return mounts, env
