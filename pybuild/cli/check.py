@@ -41,6 +41,8 @@ def check_command(
     """Check a Dockerfile: parse, plan and run the build checks, without building.
 
     Exit 0 when there is no error, 1 on an error (with `# check=error=true`, warnings are errors too).
+
+    Example: pybuild check --format json -f build/Dockerfile .
     """
     import json
     import sys

@@ -32,7 +32,10 @@ def images(
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Show full image IDs."),
     fmt: str | None = typer.Option(None, "--format", help="json: one JSON object per line."),
 ) -> None:
-    """List images: REPOSITORY TAG IMAGE ID CREATED SIZE."""
+    """List images: REPOSITORY TAG IMAGE ID CREATED SIZE.
+
+    Example: pybuild images busybox --format json
+    """
     from pybuild.image.display import go_json, table
     from pybuild.image.query import image_rows
     from pybuild.store import Store
@@ -67,7 +70,10 @@ def tag(
     source: str = typer.Argument(..., metavar="SOURCE_IMAGE[:TAG]"),
     target: str = typer.Argument(..., metavar="TARGET_IMAGE[:TAG]"),
 ) -> None:
-    """Create a name TARGET that refers to SOURCE."""
+    """Create a name TARGET that refers to SOURCE.
+
+    Example: pybuild tag hello:1 registry.example.com/team/hello:1
+    """
     from pybuild.image.manage import tag_image
     from pybuild.store import Store
 
@@ -80,7 +86,10 @@ def rmi(
     refs: list[str] = typer.Argument(..., metavar="IMAGE..."),
     force: bool = typer.Option(False, "-f", "--force", help="Remove even if other names or child images use it."),
 ) -> None:
-    """Remove images (untag names; delete an image when its last name goes)."""
+    """Remove images (untag names; delete an image when its last name goes).
+
+    Example: pybuild rmi hello:1
+    """
     from pybuild.image.manage import remove_image
     from pybuild.store import Store
 
@@ -108,7 +117,10 @@ def rmi(
 
 @app.command("inspect")
 def inspect(refs: list[str] = typer.Argument(..., metavar="IMAGE...")) -> None:
-    """Show images' details as a JSON array, like `docker image inspect`."""
+    """Show images' details as a JSON array, like `docker image inspect`.
+
+    Example: pybuild inspect hello:1
+    """
     from pybuild.image.query import inspect_image
     from pybuild.store import Store
 
@@ -133,7 +145,10 @@ def history(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
     fmt: str | None = typer.Option(None, "--format", help="json: one JSON object per line."),
 ) -> None:
-    """Show the history of an image: IMAGE CREATED CREATED BY SIZE COMMENT."""
+    """Show the history of an image: IMAGE CREATED CREATED BY SIZE COMMENT.
+
+    Example: pybuild history --no-trunc hello:1
+    """
     from pybuild.image.display import go_json, table
     from pybuild.image.query import history_rows, history_table
     from pybuild.store import Store
@@ -159,7 +174,10 @@ def import_(
     message: str | None = typer.Option(None, "-m", "--message", help="Commit message for the imported image."),
     compression: str = typer.Option("gzip", "--compression", help="Layer compression: gzip, zstd or none."),
 ) -> None:
-    """Import a root filesystem tarball (plain, gzip, zstd, xz or bzip2) as a one-layer image."""
+    """Import a root filesystem tarball (plain, gzip, zstd, xz or bzip2) as a one-layer image.
+
+    Example: tar -C rootfs -c . | pybuild import --change 'CMD ["sh"]' - mybase:1
+    """
     from pybuild.image.importer import import_tarball
     from pybuild.store import Store
 
@@ -179,7 +197,10 @@ def save(
     output: Path | None = typer.Option(None, "-o", "--output", help="Write to a file instead of stdout."),
     fmt: str = typer.Option("docker", "--format", help="docker (docker-archive) or oci (oci-archive)."),
 ) -> None:
-    """Save images to a tar archive that docker/podman load and skopeo read."""
+    """Save images to a tar archive that docker/podman load and skopeo read.
+
+    Example: pybuild save -o hello.tar hello:1
+    """
     from pybuild.export.common import ArchiveFormat
     from pybuild.image.transfer import save_images
     from pybuild.store import Store
@@ -197,7 +218,10 @@ def load(
     input_: Path | None = typer.Option(None, "-i", "--input", help="Read from a file instead of stdin."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Suppress the load output."),
 ) -> None:
-    """Load images from a docker-archive or OCI-archive tar (optionally compressed)."""
+    """Load images from a docker-archive or OCI-archive tar (optionally compressed).
+
+    Example: pybuild load -i hello.tar
+    """
     from pybuild.image.transfer import load_images
     from pybuild.store import Store
 
@@ -216,7 +240,10 @@ def prune(
     all_images: bool = typer.Option(False, "-a", "--all", help="Remove every image, not only nameless ones."),
     force: bool = typer.Option(False, "-f", "--force", help="Do not prompt for confirmation."),
 ) -> None:
-    """Remove nameless images (every image with -a) and all content nothing references."""
+    """Remove nameless images (every image with -a) and all content nothing references.
+
+    Example: pybuild prune -a
+    """
     from pybuild.image.display import human_size
     from pybuild.image.manage import prune as prune_images
     from pybuild.store import Store

@@ -18,7 +18,10 @@ app.add_typer(store_app, name="store")
 
 @store_app.command("verify")
 def verify() -> None:
-    """Re-hash every blob and check every record points at existing content; exit 1 on damage."""
+    """Re-hash every blob and check every record points at existing content; exit 1 on damage.
+
+    Example: pybuild --root /var/lib/pybuild store verify
+    """
     from pybuild.store import Store
 
     with Store.open(default_root()) as store:
@@ -33,7 +36,10 @@ def verify() -> None:
 
 @store_app.command("gc")
 def gc() -> None:
-    """Delete content that no image, build cache entry or running build references."""
+    """Delete content that no image, build cache entry or running build references.
+
+    Example: pybuild store gc
+    """
     from pybuild.store import Store
 
     with Store.open(default_root()) as store:
