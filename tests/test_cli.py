@@ -31,3 +31,19 @@ def test_unknown_flag_is_usage_error() -> None:
     p = run_cli(["images", "--no-such-flag"])
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
+
+
+COMMANDS_WITH_HELP = [
+    ["build"], ["check"], ["run"], ["images"], ["tag"], ["rmi"], ["inspect"], ["history"], ["import"], ["save"],
+    ["load"], ["prune"], ["store", "verify"], ["store", "gc"], ["cache", "ls"], ["cache", "du"], ["cache", "prune"],
+]
+
+
+def test_every_command_help_has_an_example() -> None:
+    missing = []
+    for cmd in COMMANDS_WITH_HELP:
+        p = run_cli([*cmd, "--help"])
+        assert p.returncode == 0, (cmd, p.stderr)
+        if "Example" not in p.stdout:
+            missing.append(" ".join(cmd))
+    assert not missing
