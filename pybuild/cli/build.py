@@ -47,7 +47,7 @@ def build_command(
     from pybuild.cli.check import parse_build_args
     from pybuild.executor.engine import BuildRequest, build
     from pybuild.export.outputs import parse_output, write_output
-    from pybuild.render import JsonRenderer, PlainRenderer, QuietRenderer
+    from pybuild.render import make_renderer
     from pybuild.store.store import Store
 
     if progress not in ("auto", "plain", "tty", "rawjson"):
@@ -86,7 +86,8 @@ def build_command(
     if dockerfile == "-":
         stdin_data = sys.stdin.buffer.read()
 
-    renderer = QuietRenderer() if quiet else JsonRenderer() if progress == "rawjson" else PlainRenderer()
+    # auto: the live display on a terminal, BuildKit's plain log otherwise (CI logs, pipes).
+    renderer = make_renderer(progress, quiet=quiet, err=sys.stderr)
     request = BuildRequest(
         context=ctx, dockerfile=dockerfile, dockerfile_data=stdin_data, tags=tuple(tag),
         build_args=parse_build_args(build_arg), target=target, labels=labels, no_cache=no_cache, pull=pull,
@@ -95,7 +96,10 @@ def build_command(
     )
     store = Store.open(default_root())
     try:
-        result = build(store, request, renderer)
+        try:
+            result = build(store, request, renderer)
+        finally:
+            renderer.close()  # a live display must be gone before the CLI prints an error
         for out in outputs:
             write_output(store, result.image, out)
     finally:
