@@ -12,7 +12,9 @@ The engine never prints: it reports to an EventSink. It never mounts: the sandbo
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
+import fcntl
 import hashlib
 import os
 import threading
@@ -528,12 +530,11 @@ class _Builder:
                 "remote": downloads,
             }
             run_job(views, "pybuild.executor.fsjobs:copy", payload)
-            parent = None if inst.link else cur.chain_id
             if inst.link:
                 # A --link layer is committed on its own and then stacked on the parent's chain.
                 layer = self._commit(upper, None)
                 return self._restack(layer, cur.chain_id) if layer is not None else None
-            return self._commit(upper, parent)
+            return self._commit(upper, cur.chain_id)
 
     def _restack(self, layer: Layer, parent: str | None) -> Layer:
         if parent is None:
@@ -562,7 +563,7 @@ class _Builder:
                 tail.append(line)
                 self.sink.emit(StepLog(v, line, time.monotonic() - t0))
 
-        with self.store.new_scratch_dir("run") as scratch:
+        with self.store.new_scratch_dir("run") as scratch, contextlib.ExitStack() as locks:
             upper, work = scratch / "upper", scratch / "work"
             upper.mkdir()
             work.mkdir()
@@ -572,7 +573,7 @@ class _Builder:
             env.update(dict(self.plan.proxy_env))
             env.setdefault("PATH", _DEFAULT_PATH)
             env.setdefault("HOME", home)  # as runc does when the image does not set it
-            mounts, secret_env = self._run_mounts(inst, step, scratch)
+            mounts, secret_env = self._run_mounts(inst, step, scratch, locks)
             env.update(secret_env)
             network = inst.network if inst.network != "default" else self.request.network
             spec = SandboxSpec(
@@ -589,8 +590,26 @@ class _Builder:
                 raise StepFailed(name, argv, code, list(tail))
             return self._commit(upper, cur.chain_id)
 
-    def _run_mounts(self, inst: ins.Run, step: Step,
-                    scratch: Path) -> tuple[list[BindMount | TmpfsMount | OverlayMount], dict[str, str]]:
+    def _cache_mount(self, m: ins.Mount, target: str, scratch: Path, n: int, locks: contextlib.ExitStack) -> Path:
+        """The directory behind `--mount=type=cache`, honouring sharing=shared|private|locked."""
+        path = self.store.cache_mount_dir(m.cache_id or target)
+        if m.sharing in ("", "shared"):
+            return path
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        locks.callback(os.close, fd)
+        if m.sharing == "locked":
+            fcntl.flock(fd, fcntl.LOCK_EX)  # wait for the other build's step to finish with it
+            return path
+        try:  # private: the shared directory if nobody uses it, else a fresh one for this step alone
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            private = scratch / f"cache-{n}"
+            private.mkdir()
+            return private
+        return path
+
+    def _run_mounts(self, inst: ins.Run, step: Step, scratch: Path, locks: contextlib.ExitStack,
+                    ) -> tuple[list[BindMount | TmpfsMount | OverlayMount], dict[str, str]]:
         mounts: list[BindMount | TmpfsMount | OverlayMount] = []
         env: dict[str, str] = {}
         for n, m in enumerate(inst.mounts):
@@ -612,9 +631,8 @@ class _Builder:
                 if m.env is None or m.target:
                     mounts.append(BindMount(path, m.target or f"/run/secrets/{sid}", readonly=True))
             elif m.type == "cache":
-                key = m.cache_id or target
-                mounts.append(BindMount(self.store.cache_mount_dir(key), target, readonly=m.readonly
-                                        if m.readonly is False else False))
+                mounts.append(BindMount(self._cache_mount(m, target, scratch, n, locks), target,
+                                        readonly=m.readonly))
             elif m.type == "bind":
                 if src is not None and src.stage is not None:
                     lowers = self._lower_dirs(self.results[src.stage])
