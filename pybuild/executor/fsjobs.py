@@ -36,6 +36,12 @@ def workdir(payload: dict[str, Any], mounts: list[str]) -> bool:
     return not before
 
 
+def existing_dirs(payload: dict[str, Any], mounts: list[str]) -> list[str]:
+    """Which of payload["paths"] are directories in the image at mounts[0] (symlinks resolved inside it)."""
+    root = Path(mounts[0])
+    return [p for p in payload["paths"] if _exists(root, p)]
+
+
 def _exists(root: Path, vpath: str) -> bool:
     from pybuild.context.rootfs import host_path
 

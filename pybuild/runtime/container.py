@@ -2,8 +2,8 @@
 
 The command follows Docker's CMD/ENTRYPOINT rules; the image's Env, User and WorkingDir apply unless
 overridden; `-v HOST:CTR[:ro]` become bind mounts (a missing host path is created as a directory, as Docker
-does) and the image's VOLUME paths get fresh anonymous directories. Everything the container writes is
-discarded with the scratch directory when it exits.
+does) and the image's VOLUME paths get anonymous volumes holding the image's content there. Everything the
+container writes is discarded with the scratch directory when it exits.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def parse_env_file(path: Path) -> dict[str, str]:
 
 def run(store: Store, request: RunRequest) -> int:
     """Run the container to completion and return its exit code."""
-    from pybuild.executor.sandbox import BindMount, Process, SandboxError, SandboxSpec, run_in_sandbox
+    from pybuild.executor.sandbox import BindMount, OverlayMount, Process, SandboxError, SandboxSpec, run_in_sandbox
     from pybuild.executor.sandbox.jobs import FsView, run_job
 
     try:
@@ -130,8 +130,17 @@ def run(store: Store, request: RunRequest) -> int:
                 raise RunError(e.message, hint=e.hint) from None
             uid, gid, groups = int(res[0]), int(res[1]), [int(g) for g in res[2]]
             env.setdefault("HOME", str(res[3]))
-        mounts: list[BindMount] = []
+        mounts: list[BindMount | OverlayMount] = []
+        seeded: set[str] = set()
+        if cfg.volumes and lowers:
+            view = FsView(scratch / "volume-view", lower_dirs=lowers, chdir_for_mount=store.root)
+            seeded = set(run_job([view], "pybuild.executor.fsjobs:existing_dirs", {"paths": sorted(cfg.volumes)}))
         for n, vol in enumerate(sorted(cfg.volumes)):
+            if vol in seeded:
+                # Docker fills a new anonymous volume with the image's content there (owners included); a
+                # writable overlay of that directory does the same without copying, and is discarded with us.
+                mounts.append(OverlayMount(lowers, vol, vol, readonly=False))
+                continue
             anon = scratch / f"volume-{n}"
             anon.mkdir()
             mounts.append(BindMount(anon, vol, readonly=False))
