@@ -1,0 +1,110 @@
+"""A fully cached rebuild does no work: no sandbox is started (RUN) and no filesystem job runs (COPY, WORKDIR),
+nothing is written under the store's blobs/ and layers/, and the image ID is the same; a one-line change to the
+last step runs that step only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cachetest_util import content_snapshot, lib_build, read_file_in_image, write_context
+
+import pybuild.executor.engine as engine
+
+DOCKERFILE = """\
+FROM busybox:latest
+ARG VERSION=1
+ENV APP_HOME=/srv/app
+WORKDIR ${APP_HOME}
+RUN mkdir -p bin etc && echo "version ${VERSION}" > etc/version
+COPY app.sh bin/app.sh
+RUN chmod 755 bin/app.sh && ./bin/app.sh > first-run.log
+USER nobody
+CMD ["/srv/app/bin/app.sh"]
+RUN echo last > /tmp/last
+"""
+
+
+class Calls:
+    """Counts what the engine starts: sandboxes (RUN) and filesystem jobs (COPY/ADD/WORKDIR/user lookup)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sandbox = 0
+        self.jobs: list[str] = []
+        real_sandbox, real_job = engine.run_in_sandbox, engine.run_job
+
+        def sandbox(*a: Any, **kw: Any) -> int:
+            self.sandbox += 1
+            return real_sandbox(*a, **kw)
+
+        def job(views: Any, func: str, *a: Any, **kw: Any) -> Any:
+            self.jobs.append(func)
+            return real_job(views, func, *a, **kw)
+
+        monkeypatch.setattr(engine, "run_in_sandbox", sandbox)
+        monkeypatch.setattr(engine, "run_job", job)
+
+    def reset(self) -> None:
+        self.sandbox = 0
+        self.jobs = []
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    return Calls(monkeypatch)
+
+
+def test_fully_cached_rebuild_runs_nothing_and_writes_no_layer(cache_store: Path, tmp_path: Path,
+                                                               calls: Calls) -> None:
+    ctx = write_context(tmp_path, DOCKERFILE, {"app.sh": "#!/bin/sh\necho app\n"})
+    first, _ = lib_build(cache_store, ctx, tags=("reuse:1",))
+    assert calls.sandbox == 3 and calls.jobs, "the cold build should have run its steps"
+    calls.reset()
+    before = content_snapshot(cache_store)
+
+    again, sink = lib_build(cache_store, ctx, tags=("reuse:1",))
+
+    assert calls.sandbox == 0
+    assert calls.jobs == []
+    assert content_snapshot(cache_store) == before
+    assert again.image_id == first.image_id
+    assert again.image.manifest_digest == first.image.manifest_digest
+    assert again.steps_run == 0 and again.steps_cached == 9
+    assert all(s.status == "cached" for s in sink.stage_steps())
+
+
+def test_changing_the_last_step_runs_only_it(cache_store: Path, tmp_path: Path, calls: Calls) -> None:
+    ctx = write_context(tmp_path, DOCKERFILE, {"app.sh": "#!/bin/sh\necho app\n"})
+    first, _ = lib_build(cache_store, ctx, tags=("reuse:2",))
+    (ctx / "Dockerfile").write_text(DOCKERFILE.replace("echo last >", "echo last, changed >"))
+    calls.reset()
+
+    second, sink = lib_build(cache_store, ctx, tags=("reuse:2",))
+
+    assert calls.sandbox == 1
+    assert calls.jobs == ["pybuild.executor.fsjobs:user"]  # the RUN's USER nobody, looked up in the image
+    steps = sink.stage_steps()
+    assert [s.status for s in steps] == ["cached"] * 8 + ["done"]
+    assert steps[-1].miss is not None and steps[-1].miss.startswith("instruction changed")
+    assert second.steps_run == 1 and second.image_id != first.image_id
+    assert read_file_in_image(cache_store, "reuse:2", "/tmp/last", tmp_path / "out") == b"last, changed\n"
+    # Its layers below the last are the first build's, shared.
+    assert second.image.manifest.layers[:-1] == first.image.manifest.layers[:-1]
+
+
+@pytest.mark.parametrize("what,change", [
+    ("--no-cache", lambda kw: kw.update(no_cache=True)),
+    ("--no-cache-filter", lambda kw: kw.update(no_cache_filter=("0",))),
+])
+def test_no_cache_runs_everything_again(cache_store: Path, tmp_path: Path, calls: Calls, what: str,
+                                        change: Callable[[dict[str, Any]], None]) -> None:
+    ctx = write_context(tmp_path, DOCKERFILE, {"app.sh": "#!/bin/sh\necho app\n"})
+    lib_build(cache_store, ctx)
+    calls.reset()
+    kw: dict[str, Any] = {}
+    change(kw)
+    _, sink = lib_build(cache_store, ctx, **kw)
+    assert calls.sandbox == 3
+    assert all(s.status == "done" and s.miss == "--no-cache" for s in sink.stage_steps()), what
