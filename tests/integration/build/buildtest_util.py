@@ -2,22 +2,18 @@
 and leftover checks (processes found by an environment marker, mounts under the store).
 """
 
-
 from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
+import stat
 import tarfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from pybuild.events import Event
 from pybuild.executor.engine import BuildRequest, BuildResult, build
@@ -142,3 +138,30 @@ def layer_members(root: Path, img: Image) -> list[list[Member]]:
 
 def base_image(root: Path) -> Image:
     return image(root, "busybox:latest")
+
+
+def check_file(rootfs: Path, path: str, want: dict[str, Any]) -> None:
+    p = rootfs / path.lstrip("/")
+    assert os.path.lexists(p), f"{path} is missing from the image"
+    st = os.lstat(p)
+    kind = want.get("type", "file")
+    expected_fmt = {"file": stat.S_ISREG, "dir": stat.S_ISDIR, "symlink": stat.S_ISLNK}[kind]
+    assert expected_fmt(st.st_mode), f"{path}: expected a {kind}, mode is {oct(st.st_mode)}"
+    if "content" in want:
+        assert p.read_text() == want["content"], path
+    if "mode" in want:
+        assert oct(stat.S_IMODE(st.st_mode)) == oct(int(want["mode"], 8)), path
+    if "uid" in want:
+        assert st.st_uid == want["uid"], f"{path}: uid"
+    if "gid" in want:
+        assert st.st_gid == want["gid"], f"{path}: gid"
+    if "link" in want:
+        assert os.readlink(p) == want["link"], path
+
+
+def check_rootfs(rootfs: Path, spec: Mapping[str, Any]) -> None:
+    """A root filesystem against an expected.json's "files" and "absent"."""
+    for path, want in spec.get("files", {}).items():
+        check_file(rootfs, path, want)
+    for path in spec.get("absent", []):
+        assert not os.path.lexists(rootfs / path.lstrip("/")), f"{path} should not be in the image"

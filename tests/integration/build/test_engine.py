@@ -145,7 +145,7 @@ RUN --mount=type=secret,id=absent echo "optional secret missing is fine" > /opti
 
 
 def test_required_secret_missing_is_an_error(busybox_store: Path, tmp_path: Path) -> None:
-    ctx = write_case(tmp_path, "FROM busybox:latest\nRUN --mount=type=secret,id=needed,required cat /run/secrets/needed\n")
+    ctx = write_case(tmp_path, "FROM busybox:latest\nRUN --mount=type=secret,id=needed,required true\n")
     with pytest.raises(PybuildError, match="secret 'needed' is required"):
         lib_build(busybox_store, ctx)
 
@@ -203,7 +203,7 @@ def test_unknown_user_error_points_at_the_instruction(busybox_store: Path, tmp_p
 
 def test_other_platform_is_a_clear_error(busybox_store: Path, tmp_path: Path) -> None:
     ctx = write_case(tmp_path, "FROM busybox:latest\nRUN true\n")
-    with pytest.raises(PybuildError, match="cannot build for linux/(arm64|amd64)"):
+    with pytest.raises(PybuildError, match=r"cannot build for linux/(arm64|amd64)"):
         lib_build(busybox_store, ctx, platform="linux/arm64" if _host_arch() == "amd64" else "linux/amd64")
 
 
