@@ -143,7 +143,7 @@ class TtyRenderer:
 
         with self._state:
             if isinstance(event, StepStarted):
-                self.running[event.step] = _Running(event.step, event.name, event.at,
+                self.running[event.step] = _Running(event.step, self._safe(event.name), event.at,
                                                     Spinner("dots" if self.unicode else "line", style="blue"))
                 return []
             if isinstance(event, BuildFinished):
@@ -152,13 +152,13 @@ class TtyRenderer:
             if r is None:
                 return []
             if isinstance(event, StepLog):
-                r.tail.append(clean_line(event.line))
+                r.tail.append(self._safe(clean_line(event.line)))
             elif isinstance(event, StepMiss):
-                r.notes.append(("miss", event.reason))
+                r.notes.append(("miss", self._safe(event.reason)))
             elif isinstance(event, StepNote):
-                r.notes.append(("note", event.text))
+                r.notes.append(("note", self._safe(event.text)))
             elif isinstance(event, Progress):
-                r.progress[event.label] = (event.done, event.total)
+                r.progress[self._safe(event.label)] = (event.done, event.total)
             elif isinstance(event, StepCached):
                 del self.running[event.step]
                 self.done += 1
@@ -179,6 +179,13 @@ class TtyRenderer:
         return []
 
     # --- drawing ------------------------------------------------------------------------------------------------
+
+    def _safe(self, text: str) -> str:
+        """Text the terminal's encoding can carry (a step's output may be any bytes; rich writes strictly)."""
+        if self.unicode:
+            return text
+        enc = self.console.encoding
+        return text.encode(enc, "replace").decode(enc, "replace")
 
     def _text(self, text: str, style: str) -> RenderableType:
         from rich.text import Text
@@ -240,7 +247,7 @@ class TtyRenderer:
         from pybuild.image.display import human_size
 
         head = Text.assemble((f"{self.ok} ", "bold green"), ("Built ", "bold"), (event.image_id, "bold"))
-        names = ", ".join(event.names) if event.names else "(none: name it with -t NAME)"
+        names = self._safe(", ".join(event.names)) if event.names else "(none: name it with -t NAME)"
         steps = f"{event.steps_cached} cached, {event.steps_run} run"
         rows = [("names", names), ("size", human_size(event.size)),
                 ("time", f"{format_elapsed(event.elapsed)} ({steps})")]

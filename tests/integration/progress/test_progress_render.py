@@ -273,3 +273,17 @@ def test_plain_choice_never_imports_rich() -> None:
             "import pybuild.cli.build; print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]"
+
+
+def test_tty_on_a_non_utf8_terminal_degrades_to_ascii() -> None:
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    r = TtyRenderer(out)
+    for e in [StepStarted(1, "[1/1] RUN echo é"), StepLog(1, "héllo ✓", 0.1), Progress(1, "layer", 5, 10),
+              StepError(1, "boom", 0.2)]:
+        r.emit(e)
+    r.close()
+    out.flush()
+    lines = [x.rstrip() for x in strip_ansi(raw.getvalue().decode("ascii")).splitlines()]
+    assert any(x.startswith("x [1/1] RUN echo ?") and x.endswith("ERROR 0.2s") for x in lines)
+    assert "    > h?llo ?" in lines
