@@ -153,8 +153,9 @@ def test_other_platform_through_cli(busybox_store: Path, tmp_path: Path) -> None
 def test_signal_mid_run_leaves_nothing(busybox_store: Path, tmp_path: Path, marker: str, sig: signal.Signals) -> None:
     ctx = write_case(tmp_path, f"""\
 FROM busybox:latest
+ENV {MARKER}={marker}
 RUN echo {marker} > /first
-RUN echo step-is-running; sleep 300; echo never > /never
+RUN (sleep 300 &); echo step-is-running; sleep 300; echo never > /never
 """)
     env = {**os.environ, MARKER: marker}
     proc = subprocess.Popen([sys.executable, "-m", "pybuild", "--root", str(busybox_store), "build", "-t",

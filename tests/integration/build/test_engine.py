@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from buildtest_util import ListSink, export_rootfs, image, layer_members, lib_build, write_case
+from buildtest_util import MARKER, ListSink, assert_clean, export_rootfs, image, layer_members, lib_build, write_case
 
 from pybuild.errors import PybuildError
 from pybuild.events import StepCached, StepError, StepLog
@@ -56,6 +56,17 @@ RUN mkdir -p /etc/more && echo y > /etc/more/y
     assert "tmp/made" in added[0]
     # The sandbox's mountpoint stubs do not turn into directory entries of the layer either.
     assert not {"proc", "dev", "sys", "etc/hosts"} & added[0]
+
+
+def test_background_processes_die_with_their_step(busybox_store: Path, tmp_path: Path, marker: str) -> None:
+    # The marker is in the RUN's own environment, so a process the step leaves behind would be found by it.
+    ctx = write_case(tmp_path, f"""\
+FROM busybox:latest
+ENV {MARKER}={marker}
+RUN (sleep 600 &); (setsid sleep 600 &); echo started > /started
+""")
+    lib_build(busybox_store, ctx, tags=("background:1",))
+    assert_clean(busybox_store, marker)
 
 
 # --- RUN --mount ------------------------------------------------------------------------------------------------
