@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 
 PIN_OWNER = "cache"
 
+# A file changed less than this long ago may change again without its (size, mtime, ctime) changing: timestamps
+# come from a coarse clock (a jiffy on Linux; whole seconds on ext2/ext3/HFS+, two on FAT). Such a digest is used
+# for the build that computed it but never saved, or a later write in the same tick would be served a stale digest
+# (git's "racily clean" problem).
+RACY_WINDOW_NS = 2_000_000_000
+
 
 @dataclass(frozen=True)
 class CacheRecord:
@@ -149,13 +155,17 @@ class FileChecksums:
 
     def put(self, key: FileKey, digest: str) -> None:
         self._load()[key] = digest
-        self._new[key] = digest
+        if key.ctime_ns < time.time_ns() - RACY_WINDOW_NS:
+            self._new[key] = digest
 
     def flush(self) -> None:
         if not self._new:
             return
         now = time.time()
         with self.store._tx():
+            # One row per inode: older versions of a file that changed can never match again.
+            self.store._db.executemany("DELETE FROM file_checksums WHERE dev=? AND ino=?",
+                                       [(k.dev, k.ino) for k in self._new])
             self.store._db.executemany(
                 "INSERT OR REPLACE INTO file_checksums(dev, ino, size, mtime_ns, ctime_ns, digest, used) "
                 "VALUES (?,?,?,?,?,?,?)", [(*k, d, now) for k, d in self._new.items()])
