@@ -32,6 +32,7 @@ from pybuild.events import (
     BuildFinished,
     Event,
     EventSink,
+    Progress,
     StepCached,
     StepDone,
     StepError,
@@ -50,6 +51,7 @@ from pybuild.store.cache import CacheRecord
 from pybuild.store.store import Image, Layer, Store
 
 _OUTPUT_TAIL = 20  # lines of a failed step's output shown in its error
+_PROGRESS_AFTER = 1.0  # seconds a layer commit runs before its byte progress is shown
 
 
 @dataclass(frozen=True)
@@ -420,9 +422,9 @@ class _Builder:
         if isinstance(inst, ins.Run):
             layer = self._run(stage, step, cur, v, t0, name)
         elif isinstance(inst, ins.Copy | ins.Add):
-            layer = self._copy(stage, step, cur, downloads)
+            layer = self._copy(stage, step, cur, downloads, v)
         elif isinstance(inst, ins.Workdir):
-            layer = self._workdir(step, cur)
+            layer = self._workdir(step, cur, v)
         else:
             layer = None
         with self.counters.lock:
@@ -450,11 +452,26 @@ class _Builder:
         new = replace(config, config=container, author=author, history=(*config.history, entry), rootfs=rootfs)
         return _StageResult(new, layers)
 
-    def _commit(self, upper: Path, parent: str | None) -> Layer | None:
+    def _commit(self, upper: Path, parent: str | None, v: int) -> Layer | None:
         """The upper dir as a layer on parent, or None when the step changed nothing."""
         if not any(os.scandir(upper)):
             return None
-        return self.store.commit_layer_dir(upper, parent, self.request.compression, source_date_epoch=self.epoch)
+
+        # Byte progress only for commits long enough to watch: small layers keep the log to one line per step.
+        started = time.monotonic()
+        shown = False
+
+        def progress(done: int) -> None:
+            nonlocal shown
+            if shown or time.monotonic() - started >= _PROGRESS_AFTER:
+                shown = True
+                self.sink.emit(Progress(v, "committing layer", done, None))
+
+        layer = self.store.commit_layer_dir(upper, parent, self.request.compression, source_date_epoch=self.epoch,
+                                            progress=progress)
+        if shown and layer.blob is not None:
+            self.sink.emit(Progress(v, "committing layer", layer.blob.size, layer.blob.size))
+        return layer
 
     def _lower_dirs(self, cur: _StageResult) -> list[str]:
         return self.store.lower_dirs(cur.chain_id) if cur.chain_id else []
@@ -471,14 +488,14 @@ class _Builder:
         res = run_job([self._view(cur, scratch / "user-view")], "pybuild.executor.fsjobs:user", {"user": user})
         return int(res[0]), int(res[1]), [int(g) for g in res[2]], str(res[3])
 
-    def _workdir(self, step: Step, cur: _StageResult) -> Layer | None:
+    def _workdir(self, step: Step, cur: _StageResult, v: int) -> Layer | None:
         with self.store.new_scratch_dir("workdir") as scratch:
             upper, work = scratch / "upper", scratch / "work"
             upper.mkdir()
             work.mkdir()
             run_job([self._view(cur, scratch / "root", upper, work)], "pybuild.executor.fsjobs:workdir",
                     {"path": step.workdir, "user": step.user})
-            return self._commit(upper, cur.chain_id)
+            return self._commit(upper, cur.chain_id, v)
 
     def _source_view(self, step: Step, scratch: Path) -> tuple[FsView | None, str | None]:
         inst = step.instruction
@@ -494,7 +511,8 @@ class _Builder:
         layers = self._unpacked_layers(img)
         return self._view(_StageResult(img.config, layers), mp), f"image {ref}"
 
-    def _copy(self, stage: Stage, step: Step, cur: _StageResult, downloads: list[dict[str, Any]]) -> Layer | None:
+    def _copy(self, stage: Stage, step: Step, cur: _StageResult, downloads: list[dict[str, Any]],
+              v: int) -> Layer | None:
         inst = step.instruction
         assert isinstance(inst, ins.Copy | ins.Add)
         word = "COPY" if isinstance(inst, ins.Copy) else "ADD"
@@ -532,9 +550,9 @@ class _Builder:
             run_job(views, "pybuild.executor.fsjobs:copy", payload)
             if inst.link:
                 # A --link layer is committed on its own and then stacked on the parent's chain.
-                layer = self._commit(upper, None)
+                layer = self._commit(upper, None, v)
                 return self._restack(layer, cur.chain_id) if layer is not None else None
-            return self._commit(upper, cur.chain_id)
+            return self._commit(upper, cur.chain_id, v)
 
     def _restack(self, layer: Layer, parent: str | None) -> Layer:
         if parent is None:
@@ -588,7 +606,7 @@ class _Builder:
                 on_output(b"\n")
             if code != 0:
                 raise StepFailed(name, argv, code, list(tail))
-            return self._commit(upper, cur.chain_id)
+            return self._commit(upper, cur.chain_id, v)
 
     def _cache_mount(self, m: ins.Mount, target: str, scratch: Path, n: int, locks: contextlib.ExitStack) -> Path:
         """The directory behind `--mount=type=cache`, honouring sharing=shared|private|locked."""

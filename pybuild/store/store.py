@@ -31,7 +31,7 @@ import io
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
@@ -197,33 +197,32 @@ class _HashingReader(io.RawIOBase):
         return "sha256:" + self.hash.hexdigest()
 
 
-class _HashingWriter(io.RawIOBase):
-    """Pass writes through to a file while hashing and counting them."""
+class _CountingWriter(io.RawIOBase):
+    """Pass writes through to a file, counting them and reporting progress.
 
-    def __init__(self, inner: IO[bytes]) -> None:
+    write_layer hashes what it writes itself; hashing here too would cost a second full pass over every layer.
+    """
+
+    def __init__(self, inner: IO[bytes], progress: Callable[[int], None] | None = None) -> None:
         self.inner = inner
-        self.hash = hashlib.sha256()
         self.count = 0
+        self.progress = progress
 
     def writable(self) -> bool:
         return True
 
     def write(self, b: Any) -> int:
-        data = bytes(b)
-        self.inner.write(data)
-        self.hash.update(data)
-        self.count += len(data)
-        return len(data)
+        n: int = self.inner.write(b)
+        self.count += n
+        if self.progress is not None:
+            self.progress(self.count)
+        return n
 
     def tell(self) -> int:
         return self.count
 
     def flush(self) -> None:
         self.inner.flush()
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
 
 
 def _link_id(chain: str, attempt: int) -> str:
@@ -535,13 +534,14 @@ class Store:
 
     def commit_layer_dir(
         self, src_dir: Path, parent_chain_id: str | None, compression: Compression | None = None, *,
-        source_date_epoch: int | None = None,
+        source_date_epoch: int | None = None, progress: Callable[[int], None] | None = None,
     ) -> Layer:
         """Turn a finished overlay upper dir into a stored layer on top of parent_chain_id.
 
         Writes the layer blob from src_dir (``pybuild.layer.write_layer``), then MOVES src_dir into
         ``layers/<chain>/diff`` instead of unpacking the blob again. src_dir must be unmounted and inside the
         store's filesystem: make it under :meth:`new_scratch_dir`. On return src_dir no longer exists.
+        progress, if given, is called with the number of compressed bytes written so far.
         """
         from pybuild.layer import Compression as _Compression
         from pybuild.layer import write_layer
@@ -556,18 +556,19 @@ class Store:
             tmp = self._tmp("layer")
             try:
                 with open(tmp, "wb") as f:
-                    hw = _HashingWriter(f)
+                    hw = _CountingWriter(f, progress)
+                    # write_layer hashes exactly the bytes it hands to hw, which all reach the file.
                     info = write_layer(src_dir, cast(BinaryIO, hw), comp, source_date_epoch=source_date_epoch)
                     f.flush()
                     os.fsync(f.fileno())
-                if hw.digest != info.digest or hw.count != info.size:
-                    raise RuntimeError(f"write_layer reported {info.digest}/{info.size}, wrote {hw.digest}/{hw.count}")
-                self._install_blob(tmp, hw.digest)
+                if hw.count != info.size:
+                    raise RuntimeError(f"write_layer reported {info.size} bytes, wrote {hw.count}")
+                self._install_blob(tmp, info.digest)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
                 raise
-            blob = Descriptor(media_type=info.media_type, digest=hw.digest, size=hw.count)
+            blob = Descriptor(media_type=info.media_type, digest=info.digest, size=hw.count)
             self._record_blob(blob.digest, blob.size, blob.media_type)
             chain = chain_id(parent_chain_id, info.diff_id)
             self._ensure_layer_record(chain, info.diff_id, parent_chain_id, blob.digest)
