@@ -17,6 +17,7 @@ import copy
 import fcntl
 import hashlib
 import os
+import stat
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -662,6 +663,12 @@ class _Builder:
                 else:
                     if self.request.context is None:
                         raise PybuildError("RUN --mount=type=bind needs a build context")
+                    mask = scratch / f"context-mask-{n}"
+                    if _context_mask(self._context(), mask):
+                        # What .dockerignore hides stays hidden, as in BuildKit (whose context is sent filtered).
+                        mounts.append(OverlayMount([str(mask), str(self.request.context.absolute())], target,
+                                                   m.source or "/", readonly=m.readonly))
+                        continue
                     if not m.readonly:
                         # rw: the step writes to a throw-away overlay over the context, never to the user's files.
                         mounts.append(OverlayMount([str(self.request.context.absolute())], target, m.source or "/",
@@ -723,6 +730,42 @@ def _run_argv(inst: ins.Run, shell: tuple[str, ...], scratch: Path) -> tuple[lis
             parts.append(_heredoc_body(f) + f.name)
         return [*shell, "\n".join(parts)], []
     return [*shell, text], []
+
+
+def _context_mask(context: BuildContext, mask: Path) -> bool:
+    """Fill `mask` with an overlay layer that, stacked above the context, hides what .dockerignore ignores.
+
+    Ignored entries become whiteouts; the directories holding them are mirrored with the context's own mode, owner
+    and times (the top layer's attributes are the merged directory's). False (and no mask) when nothing is hidden.
+    """
+    if not context.ignore:
+        return False
+    visible = {e.rel for e in context.walk()}
+    root = context.root
+    mirrored: list[tuple[Path, os.stat_result]] = []
+
+    def mirror(rel_dir: str) -> Path:
+        target = mask / rel_dir if rel_dir else mask
+        if not target.exists():
+            if rel_dir:
+                mirror(os.path.dirname(rel_dir))
+            st = os.lstat(root / rel_dir if rel_dir else root)
+            target.mkdir(mode=0o700)
+            os.chown(target, st.st_uid, st.st_gid)
+            os.chmod(target, stat.S_IMODE(st.st_mode))
+            mirrored.append((target, st))
+        return target
+
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir
+        for name in [*dirnames, *filenames]:
+            if (f"{rel_dir}/{name}" if rel_dir else name) not in visible:
+                os.mknod(mirror(rel_dir) / name, stat.S_IFCHR, os.makedev(0, 0))  # an overlay whiteout
+        dirnames[:] = [d for d in dirnames if (f"{rel_dir}/{d}" if rel_dir else d) in visible]
+    for target, st in reversed(mirrored):  # deepest first: a child's whiteouts changed its parent's mtime
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return bool(mirrored)
 
 
 def _heredoc_body(f: ins.InlineFile) -> str:
