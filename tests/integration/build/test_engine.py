@@ -115,6 +115,25 @@ RUN --mount=type=bind,target=/ctx ls /ctx > /ctx-listing
         assert not [n for n in layer if n.split("/")[0] in ("src", "t", "ctx", "tools")]
 
 
+def test_context_bind_mount_respects_dockerignore(busybox_store: Path, tmp_path: Path) -> None:
+    ctx = write_case(tmp_path, """\
+FROM busybox:latest
+RUN --mount=type=bind,target=/ctx find /ctx | sort > /seen-ro && stat -c %a /ctx/sub > /sub-mode
+RUN --mount=type=bind,target=/ctx,rw find /ctx | sort > /seen-rw
+RUN --mount=type=bind,source=sub,target=/sub ls -a /sub > /seen-sub
+""", {".dockerignore": "secret.env\n**/*.log\n", "secret.env": "TOKEN=1\n", "keep.txt": "k\n",
+      "sub/deep/z.log": "z\n", "sub/keep": "k\n"})
+    (ctx / "sub").chmod(0o750)
+    lib_build(busybox_store, ctx, tags=("bind-ignore:1",))
+    rootfs = export_rootfs(busybox_store, "bind-ignore:1", tmp_path / "rootfs")
+    want = ["/ctx", "/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/keep.txt", "/ctx/sub", "/ctx/sub/deep",
+            "/ctx/sub/keep"]
+    assert (rootfs / "seen-ro").read_text().split() == want
+    assert (rootfs / "seen-rw").read_text().split() == want
+    assert (rootfs / "seen-sub").read_text().split() == [".", "..", "deep", "keep"]
+    assert (rootfs / "sub-mode").read_text() == "750\n"  # directories holding hidden entries keep their mode
+
+
 def test_tmpfs_mount(busybox_store: Path, tmp_path: Path) -> None:
     ctx = write_case(tmp_path, """\
 FROM busybox:latest
