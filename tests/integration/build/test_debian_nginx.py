@@ -295,7 +295,6 @@ def test_layers_hold_only_what_each_run_changed(store: Store, nginx_build: Built
     assert not [n for n in names if n.startswith("var/lib/apt/lists/") and "_Packages" in n]
 
 
-@pytest.mark.xfail(strict=False, reason="build cache not implemented yet (issue 6)")
 def test_second_build_is_fully_cached(debian_store: Path, nginx_build: Built, tmp_path: Path) -> None:
     p = _build(debian_store, nginx_build.context, tmp_path / "iid")
     assert p.returncode == 0, p.stdout + p.stderr
