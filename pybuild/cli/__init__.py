@@ -44,12 +44,12 @@ def _register() -> None:
     from pybuild.cli import build, cache, check, images, run, store  # noqa: F401
 
 
-_interrupted = False
+_interrupted = 0  # the signal that stopped us: we exit 128 + it, as a process killed by it would
 
 
 def _terminate(signum: int, frame: object) -> None:
     global _interrupted
-    _interrupted = True
+    _interrupted = signum
     raise KeyboardInterrupt
 
 
@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rv = app(args=args, prog_name="pybuild", standalone_mode=False)
         if _interrupted:
             print("interrupted", file=sys.stderr)
+            return 128 + _interrupted
         if isinstance(rv, int):  # click returns typer.Exit's code in non-standalone mode
             return rv
     except PybuildError as e:
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + (_interrupted or signal.SIGINT)
     except SystemExit as e:  # typer.Exit inside commands
         code = e.code
         return code if isinstance(code, int) else (0 if code is None else 1)
@@ -86,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "Exit" and isinstance(code, int):
             return code
         if name == "Abort":
-            print("aborted", file=sys.stderr)
-            return 130
+            print("interrupted", file=sys.stderr)
+            return 128 + (_interrupted or signal.SIGINT)
         show = getattr(e, "show", None)
         if callable(show) and isinstance(code, int):
             show()
