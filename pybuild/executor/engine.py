@@ -233,8 +233,11 @@ class _Builder:
         for n, step in enumerate(stage.steps, start=2):
             name = f"{self._label(stage, n)} {_describe(step.instruction)}"
             v, t0 = self._start(name)
+            # Only ADD <url> needs a scratch dir before the cache lookup (the download is part of the key); a
+            # directory made and removed per step costs a cached rebuild more than its lookups.
+            downloads = isinstance(step.instruction, ins.Add) and any(_is_url(s) for s in step.instruction.sources)
             try:
-                with self.store.new_scratch_dir("step") as scratch:
+                with self.store.new_scratch_dir("step") if downloads else contextlib.nullcontext() as scratch:
                     result = self._cached_step(stage, n, step, result, v, t0, name, scratch, no_cache)
             except PybuildError as e:
                 self.sink.emit(StepError(v, e.message.splitlines()[0], time.monotonic() - t0))
@@ -242,7 +245,7 @@ class _Builder:
         return result
 
     def _cached_step(self, stage: Stage, n: int, step: Step, cur: _StageResult, v: int, t0: float, name: str,
-                     scratch: Path, no_cache: bool) -> _StageResult:
+                     scratch: Path | None, no_cache: bool) -> _StageResult:
         """Reuse the step's cached result when its key is known; otherwise run it and remember the result."""
         downloads: list[dict[str, Any]] = []
         inputs = self._inputs(stage, n, step, cur, scratch, downloads)
@@ -294,8 +297,10 @@ class _Builder:
         if rec.chain_id is None:
             return _StageResult(config, [])
         try:
-            self.store.ensure_unpacked(rec.chain_id)
             layers = self.store.layer_chain(rec.chain_id)
+            if not all(x.path is not None and x.path.is_dir() for x in layers):
+                self.store.ensure_unpacked(rec.chain_id)  # only a store whose unpacked dirs went pays this
+                layers = self.store.layer_chain(rec.chain_id)
         except PybuildError:
             return None  # its layers are gone or damaged: run the step again
         if tuple(x.diff_id for x in layers) != config.diff_ids:
@@ -318,7 +323,7 @@ class _Builder:
         img = self._image(stage.base_image, stage.from_.location)
         return img.manifest_digest, f"base image {stage.base_image}"
 
-    def _inputs(self, stage: Stage, n: int, step: Step, cur: _StageResult, scratch: Path,
+    def _inputs(self, stage: Stage, n: int, step: Step, cur: _StageResult, scratch: Path | None,
                 downloads: list[dict[str, Any]]) -> cachekey.StepInputs:
         inst = step.instruction
         parent, parent_desc = self._parent(stage, n, cur)
@@ -348,6 +353,7 @@ class _Builder:
                 from pybuild.executor.fetch import download
 
                 for url in (x for x in inst.sources if _is_url(x)):
+                    assert scratch is not None
                     got = download(url, scratch, checksum=inst.checksum or None)
                     f = got.file
                     downloads.append({"path": str(f.path), "name": f.name, "mtime": f.mtime, "url": url})
