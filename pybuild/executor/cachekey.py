@@ -39,11 +39,13 @@ class StepInputs:
     options: dict[str, str] = field(default_factory=dict)  # build-wide settings that change the result
 
     def key(self) -> str:
-        material = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("parent_desc", "instruction_text")}
+        material = {k: v for k, v in self.to_dict().items() if k not in ("parent_desc", "instruction_text")}
         return "sha256:" + hashlib.sha256(_canonical(material)).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Shallow: the fields are plain strs, lists and dicts already, and dataclasses.asdict's deep copy of a
+        # 30,000-file context's entries costs more than hashing them.
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 def instruction_identity(inst: ins.Instruction) -> str:

@@ -147,7 +147,8 @@ class FileChecksums:
         if self._data is None:
             rows = self.store._db.execute(
                 "SELECT dev, ino, size, mtime_ns, ctime_ns, digest FROM file_checksums").fetchall()
-            self._data = {FileKey(*r[:5]): r[5] for r in rows}
+            # A FileKey is a NamedTuple: plain tuples of its fields hash and compare equal, and build faster.
+            self._data = {(r[0], r[1], r[2], r[3], r[4]): r[5] for r in rows}  # type: ignore[misc]
         return self._data
 
     def get(self, key: FileKey) -> str | None:
