@@ -13,6 +13,8 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class StepStarted:
+    """A step began."""
+
     step: int  # BuildKit-style vertex number (#N)
     name: str  # e.g. "[build 2/5] RUN make"
     at: float = field(default_factory=time.monotonic)
@@ -20,6 +22,8 @@ class StepStarted:
 
 @dataclass(frozen=True)
 class StepLog:
+    """One line of a running step's output."""
+
     step: int
     line: str  # one line of the step's output, without the newline
     elapsed: float  # seconds since the step started
@@ -27,6 +31,8 @@ class StepLog:
 
 @dataclass(frozen=True)
 class StepCached:
+    """A step's result came from the build cache."""
+
     step: int
     name: str
 
@@ -49,12 +55,16 @@ class StepNote:
 
 @dataclass(frozen=True)
 class StepDone:
+    """A step finished."""
+
     step: int
     elapsed: float
 
 
 @dataclass(frozen=True)
 class StepError:
+    """A step failed."""
+
     step: int
     message: str
     elapsed: float
@@ -72,6 +82,8 @@ class Progress:
 
 @dataclass(frozen=True)
 class BuildFinished:
+    """The build stored its image."""
+
     image_id: str  # config digest
     names: tuple[str, ...]
     size: int

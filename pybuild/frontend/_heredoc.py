@@ -25,6 +25,8 @@ class HeredocError(ValueError):
 
 @dataclass(frozen=True)
 class HeredocWord:
+    """A <<WORD heredoc marker as written."""
+
     name: str
     expand: bool
     chomp: bool

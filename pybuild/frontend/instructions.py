@@ -31,6 +31,8 @@ KNOWN_INSTRUCTIONS = (
 
 @dataclass
 class _Flag:
+    """One --flag of an instruction."""
+
     name: str
     kind: str  # "bool" | "string" | "strings"
     value: str = ""

@@ -48,6 +48,8 @@ class Node:
 
 @dataclass(frozen=True)
 class ParseWarning:
+    """A warning the parser found (e.g. an empty continuation line)."""
+
     message: str
     line: int
     column: int = 0

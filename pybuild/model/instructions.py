@@ -32,6 +32,8 @@ class Instruction:
 
 @dataclass(frozen=True)
 class KeyValue:
+    """One key=value pair of ENV or LABEL."""
+
     key: str
     value: str
     legacy: bool = False  # written as `ENV key value` (no "="): the LegacyKeyValueFormat lint
@@ -39,6 +41,8 @@ class KeyValue:
 
 @dataclass(frozen=True)
 class ArgDecl:
+    """One name[=default] of an ARG instruction."""
+
     key: str
     value: str | None  # None: declared without a default
     doc_comment: str = ""
@@ -83,6 +87,8 @@ class Mount:
 
 @dataclass(frozen=True, kw_only=True)
 class From(Instruction):
+    """FROM [--platform=P] image [AS name]: starts a stage."""
+
     base: str  # image or stage name as written (expanded by the planner)
     stage_name: str | None = None  # lower-cased `AS name`
     as_keyword: str = ""  # the "AS" word as written, for FromAsCasing
@@ -93,6 +99,8 @@ class From(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Run(Instruction):
+    """RUN: a command run in the sandbox; its file changes become a layer."""
+
     cmd: tuple[str, ...]  # shell form: one string; exec form: argv
     prepend_shell: bool  # True for shell form
     files: tuple[InlineFile, ...] = ()
@@ -105,43 +113,59 @@ class Run(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Cmd(Instruction):
+    """CMD: the default command (or arguments to ENTRYPOINT)."""
+
     cmd: tuple[str, ...]
     prepend_shell: bool
 
 
 @dataclass(frozen=True, kw_only=True)
 class Entrypoint(Instruction):
+    """ENTRYPOINT: the command the container runs."""
+
     cmd: tuple[str, ...]
     prepend_shell: bool
 
 
 @dataclass(frozen=True, kw_only=True)
 class Shell(Instruction):
+    """SHELL: the shell used for shell-form commands."""
+
     shell: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Env(Instruction):
+    """ENV: environment variables set in the image."""
+
     pairs: tuple[KeyValue, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Label(Instruction):
+    """LABEL: metadata labels of the image."""
+
     pairs: tuple[KeyValue, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Maintainer(Instruction):
+    """MAINTAINER (deprecated): the image author."""
+
     maintainer: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class Expose(Instruction):
+    """EXPOSE: ports the container listens on."""
+
     ports: tuple[str, ...]  # as written; the planner expands and normalises to "80/tcp"
 
 
 @dataclass(frozen=True, kw_only=True)
 class _CopyBase(Instruction):
+    """What COPY and ADD share."""
+
     sources: tuple[str, ...]  # paths / globs / URLs
     contents: tuple[SourceContent, ...]  # heredoc sources
     dest: str
@@ -153,12 +177,16 @@ class _CopyBase(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Copy(_CopyBase):
+    """COPY: files from the context, a stage or an image."""
+
     from_: str = ""  # --from: stage name, stage index or image; "" = build context
     parents: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
 class Add(_CopyBase):
+    """ADD: like COPY, plus URLs and local archives extracted."""
+
     checksum: str = ""
     keep_git_dir: bool | None = None
     unpack: bool | None = None
@@ -166,32 +194,44 @@ class Add(_CopyBase):
 
 @dataclass(frozen=True, kw_only=True)
 class Volume(Instruction):
+    """VOLUME: paths that get their own volume at run time."""
+
     paths: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class User(Instruction):
+    """USER: the user (and group) commands run as."""
+
     user: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class Workdir(Instruction):
+    """WORKDIR: the working directory, created if missing."""
+
     path: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class Arg(Instruction):
+    """ARG: build arguments, with optional defaults."""
+
     args: tuple[ArgDecl, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Onbuild(Instruction):
+    """ONBUILD: a trigger stored in the image, run by builds that use it as a base."""
+
     expression: str  # the trigger text stored in the image config (heredoc bodies re-attached)
     trigger: Instruction  # the same trigger, parsed and validated
 
 
 @dataclass(frozen=True, kw_only=True)
 class StopSignal(Instruction):
+    """STOPSIGNAL: the signal that stops the container."""
+
     signal: str
 
 
@@ -209,6 +249,8 @@ class HealthConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class Healthcheck(Instruction):
+    """HEALTHCHECK: how to test the container is healthy (or NONE)."""
+
     health: HealthConfig
 
 

@@ -191,6 +191,8 @@ def _extra(obj: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Platform:
+    """An OS/architecture pair (with variant) images are built for."""
+
     architecture: str
     os: str
     variant: str = ""
@@ -383,6 +385,8 @@ class ContainerConfig:
 
 @dataclass(frozen=True)
 class History:
+    """One entry of an image's history: the instruction that made a layer (or an empty one)."""
+
     created: str | None = None
     created_by: str = ""
     author: str = ""
@@ -417,6 +421,8 @@ class History:
 
 @dataclass(frozen=True)
 class RootFS:
+    """The image's layers, as the diff IDs of their uncompressed tars."""
+
     diff_ids: tuple[str, ...] = ()
     type: str = "layers"
 

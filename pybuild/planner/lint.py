@@ -21,6 +21,8 @@ _URL = "https://docs.docker.com/go/dockerfile/rule/"
 
 @dataclass(frozen=True)
 class Rule:
+    """A build check: its name and description."""
+
     name: str
     description: str
     experimental: bool = False
@@ -90,6 +92,8 @@ RULES = {
 
 @dataclass(frozen=True)
 class LintWarning:
+    """One build-check warning at a place in the Dockerfile."""
+
     rule: str
     message: str
     file: str

@@ -84,6 +84,8 @@ def load_and_plan(
 
 @dataclass(frozen=True)
 class CheckResult:
+    """What `pybuild check` found: warnings and at most one error."""
+
     path: str
     warnings: tuple[LintWarning, ...]
     errors: tuple[PybuildError, ...]

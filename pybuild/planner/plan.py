@@ -90,6 +90,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Stage:
+    """A planned stage: its base, steps and what it depends on."""
+
     index: int  # position in the Dockerfile (COPY --from=<index> refers to it)
     name: str | None  # lower-cased `AS` name
     from_: ins.From  # base and platform expanded
@@ -113,6 +115,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class Plan:
+    """The whole build: the stages the target needs, dependencies first."""
+
     path: str
     stages: tuple[Stage, ...]  # only the stages the target needs, dependencies first
     target: int  # index of the target stage
@@ -161,6 +165,8 @@ def _env_from_list(items: Sequence[str]) -> dict[str, str]:
 
 @dataclass
 class _State:
+    """What dispatching a stage tracks as it walks the instructions."""
+
     env: dict[str, str]  # BuildKit's state env: what expansion and RUN see
     config_env: dict[str, str]
     args: dict[str, str | None]  # ARGs declared so far (BuildKit's buildArgs)
@@ -176,6 +182,8 @@ class _State:
 
 @dataclass
 class _StageInfo:
+    """A stage while it is being planned."""
+
     index: int
     definition: ins.StageDef
     from_: ins.From
