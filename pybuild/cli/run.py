@@ -30,9 +30,8 @@ def run_command(
     tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a pseudo-terminal."),
 ) -> None:
     """Run a command in a new container from IMAGE; exits with the container's exit code."""
-    import os
 
-    from pybuild.runtime.container import RunError, RunRequest, parse_env_file, parse_volume, run
+    from pybuild.runtime.container import RunError, RunRequest, parse_env_file, parse_env_items, parse_volume, run
     from pybuild.store.store import Store
 
     if network not in ("default", "none", "host"):
@@ -40,13 +39,7 @@ def run_command(
     values: dict[str, str] = {}
     for f in env_file:
         values.update(parse_env_file(f))
-    for item in env:
-        key, eq, value = item.partition("=")
-        if not eq:
-            if key in os.environ:
-                values[key] = os.environ[key]
-            continue
-        values[key] = value
+    values.update(parse_env_items(env))
     request = RunRequest(
         image=image, command=tuple(command or ()), entrypoint=entrypoint, env=values,
         volumes=tuple(parse_volume(v) for v in volume), workdir=workdir, user=user, network=network, name=name,

@@ -8,8 +8,9 @@ container writes is discarded with the scratch directory when it exits.
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,26 +71,26 @@ def parse_volume(spec: str) -> VolumeSpec:
     return VolumeSpec(Path(parts[0]).absolute(), parts[1], mode == "ro")
 
 
-def parse_env_file(path: Path) -> dict[str, str]:
-    """Docker's --env-file: KEY=VALUE lines, # comments, a bare KEY takes the value from our environment."""
-    import os
-
+def parse_env_items(items: Iterable[str]) -> dict[str, str]:
+    """Docker's `-e` values: KEY=VALUE, or a bare KEY that takes its value from our environment (if set)."""
     out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if eq:
+            out[key] = value
+        elif key in os.environ:
+            out[key] = os.environ[key]
+    return out
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Docker's --env-file: `-e` values one per line; blank lines and # comments skipped."""
     try:
         text = path.read_text()
     except OSError as e:
         raise RunError(f"cannot read env file {path}: {e.strerror or e}") from None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, eq, value = line.partition("=")
-        if not eq:
-            if key in os.environ:
-                out[key] = os.environ[key]
-            continue
-        out[key] = value
-    return out
+    lines = (line.strip() for line in text.splitlines())
+    return parse_env_items(line for line in lines if line and not line.startswith("#"))
 
 
 def run(store: Store, request: RunRequest) -> int:
