@@ -51,17 +51,23 @@ class CacheIndex:
         self.db = store._db  # the cache is part of the store: same database, same transactions
 
     def lookup(self, key: str) -> CacheRecord | None:
-        """The record for key whose layers are still in the store (touching its last-used time), or None."""
-        row = self.db.execute(
-            "SELECT key, position, instruction, chain_id, config, inputs, size, created, last_used FROM cache "
-            "WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        rec = _record(row)
-        if rec.chain_id is not None and not self.store.has_layer(rec.chain_id):
-            self.delete([key])  # its layers were removed behind the cache's back (store gc --all, damage)
-            return None
+        """The record for key whose layers are still in the store (touching its last-used time), or None.
+
+        The record's layers join the Store's current lease in the same transaction, so a `cache prune` running
+        meanwhile cannot take them from the build that is about to stack on them.
+        """
         with self.store._tx():
+            row = self.db.execute(
+                "SELECT key, position, instruction, chain_id, config, inputs, size, created, last_used FROM cache "
+                "WHERE key=?", (key,)).fetchone()
+            if row is None:
+                return None
+            rec = _record(row)
+            if rec.chain_id is not None:
+                if not self.store.has_layer(rec.chain_id):
+                    self.delete([key])  # its layers were removed behind the cache's back (store gc --all, damage)
+                    return None
+                self.store._pin_new("layer", rec.chain_id)
             self.db.execute("UPDATE cache SET last_used=? WHERE key=?", (time.time(), key))
         return rec
 
@@ -102,8 +108,8 @@ class CacheIndex:
             pinned = {d for (d,) in self.db.execute(
                 "SELECT digest FROM pins WHERE owner=? AND kind='layer'", (PIN_OWNER,))}
             gone = pinned - still
-        if gone:
-            self.store.unpin(PIN_OWNER, layers=gone)
+            if gone:  # in the same transaction: a record put meanwhile keeps its pin
+                self.store.unpin(PIN_OWNER, layers=gone)
 
     def prune(self, *, everything: bool = False, keep_storage: int | None = None,
               older_than: float | None = None) -> tuple[int, PruneReport]:

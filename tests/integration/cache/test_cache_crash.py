@@ -161,3 +161,20 @@ def test_cache_prune_while_building(cache_store: Path, tmp_path: Path) -> None:
     assert read_file_in_image(cache_store, "busy:2", "/copy", dest) == b"one\n"
     assert (dest / "more").read_text() == "more\n"
     verify(cache_store)
+
+
+def test_cache_prune_while_building_on_cached_steps(cache_store: Path, tmp_path: Path) -> None:
+    """Layers a build took from the cache are the build's until it ends: a `cache prune --all` while it runs a
+    step on top of them (their image already removed, so only the cache's records kept them) must not take them."""
+    ctx = write_context(tmp_path, "FROM busybox:latest\nRUN echo one > /one\nRUN echo two > /two\nARG N\n"
+                                  "RUN echo go-$N && sleep 2 && cat /one /two > /both\n")
+    cli(cache_store, "build", "--build-arg", "N=1", "-t", "race:1", str(ctx))
+    cli(cache_store, "rmi", "race:1")
+    proc = cli_popen(cache_store, "build", "--progress", "plain", "--build-arg", "N=2", "-t", "race:2", str(ctx))
+    seen = read_until(proc, r"^#\d+ [\d.]+ go-2$")
+    assert sum(line.endswith(" CACHED") for line in seen) == 2, seen
+    cli(cache_store, "cache", "prune", "--all")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()
+    assert read_file_in_image(cache_store, "race:2", "/both", tmp_path / "out") == b"one\ntwo\n"
+    verify(cache_store)
