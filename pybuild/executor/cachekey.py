@@ -117,7 +117,10 @@ def explain(old: dict[str, Any], new: StepInputs) -> list[str]:
     old_opts: dict[str, str] = old.get("options", {})
     for name in sorted(set(old_opts) | set(new.options)):
         if old_opts.get(name) != new.options.get(name):
-            reasons.append(f"--{name} changed to {new.options.get(name)}")
+            # Lower-case options are flags (--compression), upper-case ones environment settings.
+            flag = name if name.isupper() else f"--{name}"
+            value = new.options.get(name)
+            reasons.append(f"{flag} changed to {value}" if value is not None else f"{flag} was unset")
     if not reasons and old.get("instruction") != new.instruction:
         reasons.append("the instruction's expanded values changed")
     return reasons

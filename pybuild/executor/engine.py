@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pybuild.context.context import BuildContext, ChecksumCache, MemoryChecksumCache, source_entries
+from pybuild.context.context import BuildContext, ChecksumCache, source_entries
 from pybuild.errors import Location, PybuildError
 from pybuild.events import (
     BuildFinished,
@@ -204,8 +204,11 @@ class _Builder:
             with store.lease():
                 worker = copy.copy(self)
                 worker.store = store
-                worker.checksums = MemoryChecksumCache()
-                result = worker._stage(stage)
+                sums = worker.checksums = store.file_checksums()  # persistent, like the main thread's
+                try:
+                    result = worker._stage(stage)
+                finally:
+                    sums.flush()
                 if result.layers and self.lease:
                     store.pin(self.lease, layers=[result.layers[-1].chain_id])
                 return result
@@ -340,6 +343,8 @@ class _Builder:
             instruction_text=_describe(inst), variables=variables, args=sorted(args),
             platform=format_platform(stage.platform), options={"compression": str(self.request.compression)},
         )
+        if self.epoch is not None:  # it changes file times and history: reproducible builds reuse only their own
+            inputs.options["SOURCE_DATE_EPOCH"] = str(self.epoch)
         if isinstance(inst, ins.Copy | ins.Add):
             local = [x for x in inst.sources if not _is_url(x)]
             src = step.sources[0] if step.sources else None

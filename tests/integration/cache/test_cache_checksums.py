@@ -135,3 +135,20 @@ def test_racy_file_digest_is_not_saved(cache_store: Path, coarse_fs: Path) -> No
         records = dict(source_entries(BuildContext.from_dir(ctx).select(["racy.txt"]),
                                       cache=store.file_checksums()))
     assert records["racy.txt"].endswith("sha256:" + hashlib.sha256(b"v2\n").hexdigest() + "\n")
+
+
+def test_parallel_stages_do_not_read_an_unchanged_context_again(cache_store: Path, atime_fs: Path) -> None:
+    """Independent stages are built in threads; their context checksums must be saved like the main thread's."""
+    ctx = atime_fs / "ctx"
+    for d in ("a", "b"):
+        (ctx / d).mkdir(parents=True)
+        for i in range(20):
+            (ctx / d / f"{i}.txt").write_text(f"{d}{i}\n")
+    (ctx / "Dockerfile").write_text("FROM busybox:latest AS a\nCOPY a/ /a/\n\nFROM busybox:latest AS b\n"
+                                    "COPY b/ /b/\n\nFROM busybox:latest\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n")
+    wait_out_racy_window()
+    cli(cache_store, "build", "-t", "sums:par", str(ctx))
+    before = atimes(ctx)
+    out = cli(cache_store, "build", "--progress", "plain", "-t", "sums:par", str(ctx)).stderr
+    assert out.count(" CACHED") == 4, out
+    assert atimes(ctx) == before, "a fully cached rebuild read context files"

@@ -186,3 +186,16 @@ def test_changes_combined(setup: Setup, names: set[str]) -> None:
         BY_NAME[n].apply(setup)
     firsts = [BY_NAME[n].first_miss for n in names if BY_NAME[n].first_miss is not None]
     check(setup.build(), min(firsts) if firsts else None)
+
+
+def test_source_date_epoch_is_an_input(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Layers and history made without SOURCE_DATE_EPOCH must not be reused by a build that asks for it."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    sink = setup.build()
+    steps = sink.stage_steps("main")
+    assert all(s.status == "done" for s in steps)
+    assert steps[0].miss == "SOURCE_DATE_EPOCH changed to 86400"
+    again = setup.build()
+    check(again, None)
+    with Store.open(setup.root) as store:
+        assert store.resolve("keys:test").config.created == "1970-01-02T00:00:00Z"
