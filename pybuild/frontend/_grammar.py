@@ -4,21 +4,23 @@ the grammar's tokens for one logical line into a RawInstruction (keyword, flags,
 The grammar decides the structure (which keyword, which tokens are flags, JSON or shell form, legacy or
 key=value ENV, ...); the callbacks here only compute token values (strip the separator the token starts
 with, remove quotes from flags, decode JSON, cut ENV words at "=") and raise LineError for the few
-instruction-level errors BuildKit's raw parser reports. Lark is imported lazily: importing this module is
-cheap, the first parse builds or loads the parser (about 40 ms built, a few ms from the cache).
+instruction-level errors BuildKit's raw parser reports. Lark is imported only to build the parser: its
+tables are then kept in the cache directory and parsing runs on them (pybuild.frontend._lalr), so a process
+that finds them never imports Lark (about 40 ms to build, ~30 ms to load Lark's own cache, ~1 ms the tables).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pybuild.errors import PybuildError
+from pybuild.frontend import _lalr
 from pybuild.frontend._golang import BL, SP, US, NotStringArray, json_string_array
 
 GRAMMAR_FILE = "dockerfile.lark"
@@ -56,7 +58,11 @@ def _error_at(message: str, tok: Any, skip: str = "") -> LineError:
 
 def grammar_text(name: str) -> str:
     """A grammar file: from the installed package pybuild.grammar, else from <repo>/grammar/."""
-    try:
+    try:  # the package's directory, as installed or in the repo: importlib.resources costs ~5 ms to import
+        return (Path(__file__).parent.parent / "grammar" / name).read_text(encoding="utf-8")
+    except OSError:
+        pass
+    try:  # a zipped install
         from importlib.resources import files
 
         return files("pybuild.grammar").joinpath(name).read_text(encoding="utf-8")
@@ -253,46 +259,95 @@ setattr(_Callbacks, "from", _Callbacks.expose)  # the rule is named "from", a Py
 
 
 class InstructionParser:
-    """The LALR parser for one escape character, built once per process and cached on disk across them."""
+    """The LALR parser for one escape character, built once per process and cached on disk across them.
 
-    def __init__(self, esc: str) -> None:
-        from lark import Lark
+    Parsing runs on tables exported from Lark (pybuild.frontend._lalr), kept in the cache directory: a run that
+    finds them imports no Lark. Lark builds them when they are missing or stale (from its own cache file).
+    """
 
+    def __init__(self, esc: str, *, tables: bool = True) -> None:
+        """``tables=False`` parses with Lark itself (the tests compare the two)."""
         text = grammar_text(GRAMMAR_FILE)
         if esc == "`":
             text += "\n" + grammar_text(BACKTICK_FILE)
         self._callbacks = _Callbacks()
         self._callbacks.esc = esc
         self._lock = threading.Lock()
-        options: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "transformer": self._callbacks}
-        self._lark = self._load(Lark, text, options, "backtick" if esc == "`" else "backslash")
+        self._lark: Any = None
+        variant = "backtick" if esc == "`" else "backslash"
+        tables_path = cache_dir() / f"dockerfile-tables-{variant}-{zlib.crc32(text.encode()):08x}.marshal"
+        source = [text, _lark_fingerprint()]  # the whole grammar, compared on load: no stale tables
+        loaded = _lalr.load(tables_path) if tables else None
+        if loaded is None or loaded.get("source") != source:
+            options: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "transformer": self._callbacks}
+            self._lark = self._load(text, options, variant)
+            loaded = _lalr.export(self._lark) if tables else None
+            if loaded is not None:
+                loaded["source"] = source
+                _lalr.save(tables_path, loaded)
+        self._tables = _lalr.TableParser(loaded, self._callbacks) if loaded is not None else None
 
     @staticmethod
-    def _load(lark_cls: Any, text: str, options: dict[str, Any], variant: str) -> Any:
-        import lark
+    def _load(text: str, options: dict[str, Any], variant: str) -> Any:
+        import hashlib
 
+        lark = _import_lark()
         key = hashlib.sha256(f"{text}\0{lark.__version__}\0{sys.version_info[:2]}".encode()).hexdigest()[:24]
         directory = cache_dir()
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError:
-            return lark_cls(text, **options)  # no cache directory: build in memory every time
+            return lark.Lark(text, **options)  # no cache directory: build in memory every time
         # Lark checks the grammar hash stored in the file, rebuilds a corrupt or stale cache and ignores a cache
         # it cannot write (read-only directory). The cache path is part of Lark's hash, so it must never change.
-        return lark_cls(text, cache=str(directory / f"dockerfile-{variant}-{key}.lark-cache"), **options)
+        return lark.Lark(text, cache=str(directory / f"dockerfile-{variant}-{key}.lark-cache"), **options)
 
     def parse(self, lines: list[str]) -> list[RawInstruction]:
-        """Parse trimmed, non-empty logical lines (one Lark run for all of them). Raises LineError."""
-        from lark.exceptions import UnexpectedInput
-
+        """Parse trimmed, non-empty logical lines (one parser run for all of them). Raises LineError."""
         with self._lock:
+            if self._tables is not None:
+                try:
+                    result: list[RawInstruction] = self._tables.parse("\n".join(lines))
+                except _lalr.ParseError as e:
+                    raise LineError(f"cannot parse instruction ({e.kind})", e.line - 1, e.column - 1) from None
+                return result
+            from lark.exceptions import UnexpectedInput
+
             try:
-                result: list[RawInstruction] = self._lark.parse("\n".join(lines))
+                result = self._lark.parse("\n".join(lines))
             except UnexpectedInput as e:
                 # The grammar accepts every line; reaching this is a bug, reported as a parse error anyway.
                 line, column = getattr(e, "line", 1), getattr(e, "column", 1)
                 raise LineError(f"cannot parse instruction ({e.__class__.__name__})", line - 1, column - 1) from None
             return result
+
+
+def _lark_fingerprint() -> str:
+    """Which Lark is installed (its __init__.py's path, size and time), without importing it."""
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec("lark")
+        origin = spec.origin if spec is not None else None
+        st = os.stat(origin) if origin else None
+    except (ImportError, ValueError, OSError):
+        return ""
+    return f"{origin}:{st.st_size}:{st.st_mtime_ns}" if st else ""
+
+
+def _import_lark() -> Any:
+    """Import Lark without its optional ``regex`` module: we never ask for it, and importing it costs ~6 ms."""
+    if "lark" in sys.modules or "regex" in sys.modules:
+        import lark
+
+        return lark
+    sys.modules["regex"] = None  # type: ignore[assignment]  # makes `import regex` raise ImportError
+    try:
+        import lark
+    finally:
+        if sys.modules.get("regex", 0) is None:
+            del sys.modules["regex"]
+    return lark
 
 
 _PARSERS: dict[str, InstructionParser] = {}
