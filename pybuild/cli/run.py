@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -30,7 +32,6 @@ def run_command(
     tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a pseudo-terminal."),
 ) -> None:
     """Run a command in a new container from IMAGE; exits with the container's exit code."""
-
     from pybuild.runtime.container import RunError, RunRequest, parse_env_file, parse_env_items, parse_volume, run
     from pybuild.store.store import Store
 
@@ -54,7 +55,27 @@ def run_command(
         signal.signal(sig, lambda signum, frame: signal_all(signum))
     store = Store.open(default_root())
     try:
-        code = run(store, request)
+        with _raw_terminal(interactive and tty):
+            code = run(store, request)
     finally:
         store.close()
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _raw_terminal(wanted: bool) -> Iterator[None]:
+    """With -it on a terminal, pass keystrokes through untouched (the container's pty does echo and line editing)."""
+    import sys
+    import termios
+    import tty
+
+    if not wanted or not sys.stdin.isatty():
+        yield
+        return
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
