@@ -91,6 +91,11 @@ def test_it_on_a_real_terminal(busybox_store: Path) -> None:
             out += chunk
     finally:
         done, status = os.waitpid(pid, os.WNOHANG)
+        for _ in range(100):
+            if done:
+                break
+            time.sleep(0.1)
+            done, status = os.waitpid(pid, os.WNOHANG)
         if not done:  # never leave a hung CLI behind: fail instead
             os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
