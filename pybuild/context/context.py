@@ -34,14 +34,21 @@ from pybuild.context.rootfs import resolve_virtual
 from pybuild.errors import PybuildError
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One visible filesystem entry met while walking."""
+class Entry(NamedTuple):
+    """One visible filesystem entry met while walking.
+
+    A NamedTuple, not a dataclass: a context walk makes one per file, and hashing a 30,000-file context for the
+    cache must stay cheap (a frozen dataclass costs several times more to create).
+    """
 
     rel: str  # path relative to the root, symlinks in its directories resolved ("." is the root)
     sub: str  # path relative to where the walk started ("" for the start itself)
-    path: Path  # the host path
+    host: str  # the host path
     st: os.stat_result  # lstat result
+
+    @property
+    def path(self) -> Path:
+        return Path(self.host)
 
     @property
     def is_dir(self) -> bool:
@@ -144,7 +151,7 @@ class BuildContext:
         except (FileNotFoundError, NotADirectoryError):
             return
         ignored, ign_info = self._ignore_chain(start)
-        entry = Entry(start, "", path, st)
+        entry = Entry(start, "", str(path), st)
         pending: list[Entry] = []
         if not ignored:
             yield entry
@@ -164,7 +171,7 @@ class BuildContext:
                   pending: list[Entry], exclude: PatternMatcher | None, include: PatternMatcher | None,
                   prune: Callable[[Entry], bool] | None) -> Iterator[Entry]:
         try:
-            with os.scandir(parent.path) as it:
+            with os.scandir(parent.host) as it:
                 dirents = sorted(it, key=lambda d: d.name)
         except OSError as e:
             raise PybuildError(f"cannot read directory {parent.rel!r} in {self.label}: {e.strerror}") from None
@@ -190,7 +197,7 @@ class BuildContext:
                 if not hit:
                     selected = False
                     descend = descend and include.could_match_below(sub)
-            entry = Entry(rel, sub, Path(de.path), st)
+            entry = Entry(rel, sub, de.path, st)
             if selected:
                 if pending:
                     yield from pending
@@ -347,7 +354,7 @@ class MemoryChecksumCache:
         self._data[key] = digest
 
 
-def file_digest(path: Path, st: os.stat_result | None = None, cache: ChecksumCache | None = None) -> str:
+def file_digest(path: Path | str, st: os.stat_result | None = None, cache: ChecksumCache | None = None) -> str:
     """sha256 of a regular file's content, through ``cache`` when given."""
     if st is None:
         st = os.lstat(path)
@@ -411,9 +418,9 @@ def source_entries(matches: Sequence[Match], *, exclude: Sequence[str] = (), cac
                 yield m.source + "/", "root\0"  # the top directory's own metadata is never copied
                 continue
             if kind == "f":
-                payload = file_digest(e.path, e.st, cache)
+                payload = file_digest(e.host, e.st, cache)
             elif kind == "l":
-                payload = os.readlink(e.path)
+                payload = os.readlink(e.host)
             elif kind in "cb":
                 payload = f"{os.major(e.st.st_rdev)},{os.minor(e.st.st_rdev)}"
             else:
