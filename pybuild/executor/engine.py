@@ -17,10 +17,9 @@ import copy
 import fcntl
 import hashlib
 import os
-import stat
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -43,6 +42,7 @@ from pybuild.events import (
     StepStarted,
 )
 from pybuild.executor import cachekey, imageconfig
+from pybuild.executor.runstep import StepFailed, context_mask, run_argv
 from pybuild.layer import Compression
 from pybuild.model import instructions as ins
 from pybuild.model.oci import ContainerConfig, History, ImageConfig, Platform, RootFS
@@ -598,7 +598,7 @@ class _Builder:
             upper.mkdir()
             work.mkdir()
             uid, gid, groups, home = self._resolve_user(cur, step.user, scratch)
-            argv, extra_mounts = _run_argv(inst, step.shell, scratch)
+            argv, extra_mounts = run_argv(inst, step.shell, scratch)
             env = dict(step.env)
             env.update(dict(self.plan.proxy_env))
             env.setdefault("PATH", _DEFAULT_PATH)
@@ -675,7 +675,7 @@ class _Builder:
                     if self.request.context is None:
                         raise PybuildError("RUN --mount=type=bind needs a build context")
                     mask = scratch / f"context-mask-{n}"
-                    if _context_mask(self._context(), mask):
+                    if context_mask(self._context(), mask):
                         # What .dockerignore hides stays hidden, as in BuildKit (whose context is sent filtered).
                         mounts.append(OverlayMount([str(mask), str(self.request.context.absolute())], target,
                                                    m.source or "/", readonly=m.readonly))
@@ -699,90 +699,6 @@ class _Builder:
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                          "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
-
-
-class StepFailed(PybuildError):
-    """A RUN command exited non-zero: the step, the command, its exit code and the end of its output."""
-
-    def __init__(self, step: str, argv: Sequence[str], code: int, tail: list[str]) -> None:
-        cmd = " ".join(argv)
-        super().__init__(f"{step}: process \"{cmd}\" did not complete successfully: exit code: {code}")
-        self.tail = tail
-        self.code = code
-
-    def render(self) -> str:
-        text = super().render()
-        if not self.tail:
-            return text
-        lines = "\n".join(f"  > {t}" for t in self.tail)
-        return f"{text}\nlast {len(self.tail)} lines of output:\n{lines}"
-
-
-def _run_argv(inst: ins.Run, shell: tuple[str, ...], scratch: Path) -> tuple[list[str], list[BindMount]]:
-    """The argv of a RUN step, as Docker builds it, plus mounts for heredoc scripts."""
-    if not inst.prepend_shell:
-        return list(inst.cmd), []
-    text = " ".join(inst.cmd)
-    if inst.files:
-        first = inst.files[0]
-        body = _heredoc_body(first)
-        if len(inst.files) == 1 and text.strip().startswith("<<") and text.strip().lstrip("<-").strip("'\"") == \
-                first.name:
-            # `RUN <<EOF` alone: the body is the script. A shebang makes it an executable run directly.
-            if body.startswith("#!"):
-                script = scratch / "heredoc-script"
-                script.write_text(body)
-                script.chmod(0o755)
-                return ["/dev/pipes/" + first.name], [BindMount(script, "/dev/pipes/" + first.name)]
-            return [*shell, body], []
-        # Otherwise the shell sees the command line followed by the heredoc bodies, as if typed.
-        parts = [text]
-        for f in inst.files:
-            parts.append(_heredoc_body(f) + f.name)
-        return [*shell, "\n".join(parts)], []
-    return [*shell, text], []
-
-
-def _context_mask(context: BuildContext, mask: Path) -> bool:
-    """Fill `mask` with an overlay layer that, stacked above the context, hides what .dockerignore ignores.
-
-    Ignored entries become whiteouts; the directories holding them are mirrored with the context's own mode, owner
-    and times (the top layer's attributes are the merged directory's). False (and no mask) when nothing is hidden.
-    """
-    if not context.ignore:
-        return False
-    visible = {e.rel for e in context.walk()}
-    root = context.root
-    mirrored: list[tuple[Path, os.stat_result]] = []
-
-    def mirror(rel_dir: str) -> Path:
-        target = mask / rel_dir if rel_dir else mask
-        if not target.exists():
-            if rel_dir:
-                mirror(os.path.dirname(rel_dir))
-            st = os.lstat(root / rel_dir if rel_dir else root)
-            target.mkdir(mode=0o700)
-            os.chown(target, st.st_uid, st.st_gid)
-            os.chmod(target, stat.S_IMODE(st.st_mode))
-            mirrored.append((target, st))
-        return target
-
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        rel_dir = "" if rel_dir == "." else rel_dir
-        for name in [*dirnames, *filenames]:
-            if (f"{rel_dir}/{name}" if rel_dir else name) not in visible:
-                os.mknod(mirror(rel_dir) / name, stat.S_IFCHR, os.makedev(0, 0))  # an overlay whiteout
-        dirnames[:] = [d for d in dirnames if (f"{rel_dir}/{d}" if rel_dir else d) in visible]
-    for target, st in reversed(mirrored):  # deepest first: a child's whiteouts changed its parent's mtime
-        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-    return bool(mirrored)
-
-
-def _heredoc_body(f: ins.InlineFile) -> str:
-    if not f.chomp:
-        return f.data
-    return "".join(line.lstrip("\t") for line in f.data.splitlines(keepends=True))
 
 
 def _describe(inst: ins.Instruction) -> str:
