@@ -275,8 +275,10 @@ class InstructionParser:
         self._lock = threading.Lock()
         self._lark: Any = None
         variant = "backtick" if esc == "`" else "backslash"
-        tables_path = cache_dir() / f"dockerfile-tables-{variant}-{zlib.crc32(text.encode()):08x}.marshal"
-        source = [text, _lark_fingerprint()]  # the whole grammar, compared on load: no stale tables
+        # What the tables are made from, compared whole on load (no stale tables); its checksum names the file,
+        # so that two installs sharing the cache directory (another Lark, another pybuild) do not take turns.
+        source = [text, _lark_fingerprint(), _lalr.FORMAT, list(sys.version_info[:2])]
+        tables_path = cache_dir() / f"dockerfile-tables-{variant}-{zlib.crc32(repr(source).encode()):08x}.marshal"
         loaded = _lalr.load(tables_path) if tables else None
         if loaded is None or loaded.get("source") != source:
             options: dict[str, Any] = {"parser": "lalr", "lexer": "contextual", "transformer": self._callbacks}
