@@ -912,8 +912,13 @@ class Store:
             ms = [Descriptor(media_type=mt, digest=d, size=size, annotations={ANNOTATION_REF_NAME: name})
                   for name, d, mt, size in named]
             ms += [Descriptor(media_type=mt, digest=d, size=size) for d, mt, size in unnamed]
-            atomic_write(self._root / "index.json", Index(manifests=tuple(ms), media_type=MT_OCI_INDEX).to_json(),
-                         self._root / "tmp", f"{self._owner.token}-index")
+            data = Index(manifests=tuple(ms), media_type=MT_OCI_INDEX).to_json()
+            try:
+                if (self._root / "index.json").read_bytes() == data:
+                    return  # a cached rebuild names the same image: no rewrite (two fsyncs)
+            except OSError:
+                pass
+            atomic_write(self._root / "index.json", data, self._root / "tmp", f"{self._owner.token}-index")
 
     # --- pins and leases -----------------------------------------------------------------------------------
 
