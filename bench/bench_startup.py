@@ -10,11 +10,12 @@ Targets (wall time, median of --repeat runs; exit 1 if one is missed):
   pybuild -t many many-steps (cached)     < 270 ms  (the build target is 300 ms and half of buildah's 0.54 s)
 
 Commands run as `python -m pybuild` with the real interpreter (sys.executable), as bench_build.py does; with
---via-path they run as `pybuild` from PATH instead, as a user types them (a pyenv shim adds ~50 ms of bash).
+--command PROGRAM they run as that program instead, e.g. `--command ~/.pyenv/shims/pybuild` for what a pyenv user
+types (the shim adds ~50 ms of bash; a bare `pybuild` would not find it: pyenv's python puts the real bin first).
 Bytecode is written on the first run, as a wheel install ships it. The store is a fresh temporary one holding
 busybox:latest from fixtures/base/busybox.sh. Run as root on an otherwise idle machine.
 
-    python bench/bench_startup.py [--repeat N] [--via-path]
+    python bench/bench_startup.py [--repeat N] [--command PROGRAM]
 """
 
 from __future__ import annotations
@@ -63,10 +64,10 @@ def timed(argv: list[str], env: dict[str, str], repeat: int) -> list[float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--repeat", type=int, default=10, help="timed runs per command (default 10)")
-    ap.add_argument("--via-path", action="store_true", help="run `pybuild` from PATH instead of python -m pybuild")
+    ap.add_argument("--command", help="run this program instead of python -m pybuild")
     args = ap.parse_args()
 
-    pybuild = ["pybuild"] if args.via_path else [sys.executable, "-m", "pybuild"]
+    pybuild = [os.path.expanduser(args.command)] if args.command else [sys.executable, "-m", "pybuild"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         work = Path(tmp)
