@@ -22,7 +22,7 @@ import sys
 from types import CodeType
 from typing import Any
 
-_MAX_ENTRIES = 5000  # stale texts of edited classes pile up; beyond this keep only what this process used
+_MAX_ENTRIES = 2000  # ~3 pybuild versions; stale texts of edited classes pile up: then keep what this run used
 
 _real_exec = builtins.exec
 _codes: dict[str, bytes] | None = None  # text -> marshalled code: unmarshalled on use, most of the load time
