@@ -7,9 +7,7 @@ marshal. ``TableParser`` then parses with those tables the way Lark's LALR parse
 importing Lark, unpickling its parser and compiling one union regex per lexer state cost ~30 ms per process,
 which was most of `pybuild check` on a small file. Terminals are compiled one at a time, when a state first
 tries them: a state's union regex returns its first alternative that matches, so trying its terminals in the
-same order gives the same token. The tables also keep each terminal's compiled regex program (what the re
-module hands _sre.compile), used only by the same Python and regex engine; compiling the ~30 terminals from
-their text would cost ~6 ms per process.
+same order gives the same token.
 
 ``export`` returns None for anything this runtime does not reproduce (ignored or embedded string terminals,
 token callbacks, rule shapes other than Lark's plain LALR child filter); the caller then parses with Lark.
@@ -20,13 +18,12 @@ from __future__ import annotations
 import marshal
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-FORMAT = 2  # bump when the tables' layout changes
+FORMAT = 3  # bump when the tables' layout changes
 
 # tables["states"][state][symbol] = (shift, arg): shift to state arg, or reduce by rule number arg.
 Tables = dict[str, Any]
@@ -119,7 +116,6 @@ def export(lark: Any) -> Tables | None:
     return {
         "format": FORMAT,
         "terminals": {name: str(t.pattern.to_regexp()) for name, t in terminals.items()},
-        "sre": _sre_programs({name: str(t.pattern.to_regexp()) for name, t in terminals.items()}),
         "orders": [list(order) for order in lexer_orders],
         "lexers": lexers,
         "root": list(root),
@@ -128,44 +124,6 @@ def export(lark: Any) -> Tables | None:
         "start": int(table.start_states["start"]),
         "end": int(table.end_states["start"]),
     }
-
-
-def _sre_key() -> list[Any]:
-    import _sre  # type: ignore[import-not-found]  # re's engine: no stubs
-
-    return [list(sys.version_info[:2]), _sre.MAGIC, _sre.CODESIZE]
-
-
-def _sre_programs(patterns: dict[str, str]) -> dict[str, Any]:
-    """Each pattern's compiled program, as re.compile makes it (re._compiler.compile), for ``_compile``."""
-    programs: dict[str, Any] = {}
-    try:
-        from re import _compiler, _parser  # type: ignore[attr-defined]
-
-        for name, pattern in patterns.items():
-            parsed = _parser.parse(pattern, 0)
-            code = [int(x) for x in _compiler._code(parsed, 0)]
-            state = parsed.state
-            indexgroup = [None] * state.groups
-            for k, i in state.groupdict.items():
-                indexgroup[i] = k
-            programs[name] = [int(state.flags), code, state.groups - 1, dict(state.groupdict), tuple(indexgroup)]
-    except Exception:  # another re implementation: the terminals are compiled from their text
-        return {"key": None, "programs": {}}
-    return {"key": _sre_key(), "programs": programs}
-
-
-def _compile(pattern: str, program: Any) -> re.Pattern[str]:
-    """re.compile(pattern), from its saved program when there is one (the same object, without the parsing)."""
-    if program is not None:
-        import _sre  # type: ignore[import-not-found]
-
-        try:
-            compiled: re.Pattern[str] = _sre.compile(pattern, *program)
-            return compiled
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    return re.compile(pattern)
 
 
 def load(path: Path) -> Tables | None:
@@ -202,8 +160,6 @@ class TableParser:
         self._start: int = tables["start"]
         self._end: int = tables["end"]
         self._patterns: dict[str, str] = tables["terminals"]
-        sre = tables.get("sre") or {}
-        self._programs: dict[str, Any] = sre.get("programs", {}) if sre.get("key") == _sre_key() else {}
         self._root: list[str] = tables["root"]
         orders: list[list[str]] = tables["orders"]
         self._lexers: dict[int, list[str]] = {state: orders[i] for state, i in tables["lexers"].items()}
@@ -219,7 +175,7 @@ class TableParser:
     def _match(self, name: str, text: str, pos: int) -> re.Match[str] | None:
         matcher = self._compiled.get(name)
         if matcher is None:
-            matcher = self._compiled[name] = _compile(self._patterns[name], self._programs.get(name)).match
+            matcher = self._compiled[name] = re.compile(self._patterns[name]).match
         return matcher(text, pos)
 
     def parse(self, text: str) -> Any:

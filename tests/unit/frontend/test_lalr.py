@@ -119,17 +119,3 @@ def test_tables_of_another_grammar_or_lark_are_not_used(tmp_path: Path) -> None:
     assert p.returncode == 0 and p.stdout == '(from "x") True\n', p.stderr  # rebuilt with Lark
     rebuilt = _lalr.load(path)
     assert rebuilt is not None and rebuilt["source"][1] != "some other lark"
-
-
-@pytest.mark.parametrize("esc", ESCAPES)
-def test_saved_regex_programs_are_what_re_compiles(esc: str) -> None:
-    import re
-
-    tables = parser(esc, True)._tables
-    assert tables is not None
-    patterns, programs = tables._patterns, tables._programs
-    assert programs.keys() == patterns.keys()  # this Python saved and uses them
-    for name, pattern in patterns.items():
-        # Pattern equality compares the flags, the pattern text and the compiled program itself
-        assert _lalr._compile(pattern, programs[name]) == re.compile(pattern), name
-    assert _lalr._compile("a+", [0, [1, 2], 0, {}, ()]) == re.compile("a+")  # a program _sre rejects: recompiled
