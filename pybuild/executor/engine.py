@@ -248,7 +248,7 @@ class _Builder:
                 with self.store.new_scratch_dir("step") if downloads else contextlib.nullcontext() as scratch:
                     result = self._cached_step(stage, n, step, result, v, t0, name, scratch, no_cache)
             except PybuildError as e:
-                self.sink.emit(StepError(v, e.message.splitlines()[0], time.monotonic() - t0))
+                self.sink.emit(StepError(v, (e.message.splitlines() or [""])[0], time.monotonic() - t0))
                 raise e.with_location(step.instruction.location) from None
         return result
 
@@ -360,8 +360,9 @@ class _Builder:
                 inputs.files = cachekey.file_entries(
                     source_entries(matches, exclude=inst.exclude, cache=self.checksums))
             if isinstance(inst, ins.Add):
-                from pybuild.executor.fetch import download
+                from pybuild.executor.fetch import check_add_sources, download
 
+                check_add_sources(inst.sources, inst.checksum or None)
                 for url in (x for x in inst.sources if _is_url(x)):
                     assert scratch is not None
                     got = download(url, scratch, checksum=inst.checksum or None)
@@ -369,6 +370,8 @@ class _Builder:
                     downloads.append({"path": str(f.path), "name": f.name, "mtime": f.mtime, "url": url})
                     inputs.files[url] = got.digest
         elif isinstance(inst, ins.Run):
+            # The network a RUN gets changes what it can produce (BuildKit keys on it too).
+            inputs.options["network"] = inst.network if inst.network != "default" else self.request.network
             for i, m in enumerate(inst.mounts):
                 if m.type != "bind":
                     continue
@@ -579,10 +582,13 @@ class _Builder:
         return self.store.ensure_unpacked(stacked.chain_id)
 
     def _dockerfile_path(self) -> str | None:
-        d = self.request.dockerfile
-        if d in (None, "-") or self.request.context is None:
-            return str(self.request.context / "Dockerfile") if self.request.context and d is None else None
-        return str(Path(d).absolute())
+        """The Dockerfile's absolute path (None when it came from stdin), found as the planner found it."""
+        from pybuild.planner.load import dockerfile_path
+
+        if self.request.dockerfile == "-":
+            return None
+        path, _ = dockerfile_path(self.request.dockerfile, self.request.context or ".")
+        return str(path.absolute()) if path is not None else None
 
     def _run(self, stage: Stage, step: Step, cur: _StageResult, v: int, t0: float, name: str) -> Layer | None:
         inst = step.instruction
@@ -627,7 +633,8 @@ class _Builder:
 
     def _cache_mount(self, m: ins.Mount, target: str, scratch: Path, n: int, locks: contextlib.ExitStack) -> Path:
         """The directory behind `--mount=type=cache`, honouring sharing=shared|private|locked."""
-        path = self.store.cache_mount_dir(m.cache_id or target)
+        owner = {"uid": m.uid or 0, "gid": m.gid or 0, "mode": 0o755 if m.mode is None else m.mode}
+        path = self.store.cache_mount_dir(m.cache_id or target, **owner)
         if m.sharing in ("", "shared"):
             return path
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -640,6 +647,8 @@ class _Builder:
         except BlockingIOError:
             private = scratch / f"cache-{n}"
             private.mkdir()
+            os.chown(private, owner["uid"], owner["gid"])
+            os.chmod(private, owner["mode"])
             return private
         return path
 
@@ -654,7 +663,7 @@ class _Builder:
             if m.type == "tmpfs":
                 mounts.append(TmpfsMount(target, m.size_limit or None))
             elif m.type == "secret":
-                sid = m.cache_id or (os.path.basename(m.target) if m.target else "")
+                sid = m.cache_id or m.source or (os.path.basename(m.target) if m.target else "")
                 path = self.request.secrets.get(sid)
                 if path is None:
                     if m.required:
@@ -662,9 +671,12 @@ class _Builder:
                                            hint=f"pass --secret id={sid},src=FILE")
                     continue
                 if m.env:
-                    env[m.env] = path.read_text()
+                    try:
+                        env[m.env] = path.read_bytes().decode("utf-8", "surrogateescape")
+                    except OSError as e:
+                        raise PybuildError(f"cannot read secret {sid!r} from {path}: {e.strerror or e}") from None
                 if m.env is None or m.target:
-                    mounts.append(BindMount(path, m.target or f"/run/secrets/{sid}", readonly=True))
+                    mounts.append(BindMount(path, target if m.target else f"/run/secrets/{sid}", readonly=True))
             elif m.type == "cache":
                 mounts.append(BindMount(self._cache_mount(m, target, scratch, n, locks), target,
                                         readonly=m.readonly))
@@ -690,10 +702,11 @@ class _Builder:
                         mounts.append(OverlayMount([str(self.request.context.absolute())], target, m.source or "/",
                                                    readonly=False))
                         continue
-                    from pybuild.context.rootfs import host_path
+                    from pybuild.context.rootfs import resolve_in_root
 
-                    mounts.append(BindMount(host_path(self.request.context, m.source or "/"), target,
-                                            readonly=True))
+                    # Resolved as if the context were `/`: a symlink in it never exposes the host's files.
+                    source = resolve_in_root(self.request.context.absolute(), m.source or "/")
+                    mounts.append(BindMount(source, target, readonly=True))
             else:
                 raise PybuildError(f"RUN --mount=type={m.type} is not supported")
         return mounts, env

@@ -122,6 +122,32 @@ def download(url: str, into: Path, *, checksum: str | None = None, timeout: floa
     return Downloaded(RemoteFile(Path(tmp), url_filename(url), mtime, url=url), digest, size)
 
 
+def check_add_sources(sources: Sequence[str], checksum: str | None) -> None:
+    """Refuse what ADD cannot do here before anything is fetched: git sources, a misplaced --checksum."""
+    for s in sources:
+        if is_git_source(s):
+            raise PybuildError(f"ADD of git repositories is not supported by pybuild: {s!r}",
+                               hint="clone it in a RUN step, or download an archive URL instead")
+    if checksum:
+        if len(sources) != 1:
+            raise PybuildError("checksum can't be specified for multiple sources")
+        if not is_url(sources[0]):
+            raise PybuildError("checksum requires HTTP(S) or Git sources")
+
+
+def as_local(f: RemoteFile, tmp: Path) -> Source:
+    """A downloaded file as a source that copy_into may extract (ADD --unpack=true of a URL)."""
+    named = tmp / "named"
+    named.mkdir(exist_ok=True)
+    target = named / f.name
+    os.replace(f.path, target)
+    os.chmod(target, f.mode)
+    if f.mtime is not None:
+        os.utime(target, (f.mtime, f.mtime))
+    ctx = BuildContext.from_rootfs(named, label=f.url or f.name)
+    return ctx.select([f.name])[0]
+
+
 def add_sources(dest_root: Path, context: BuildContext, sources: Sequence[str], dest: str, *,
                 workdir: str = "/", chown: tuple[int, int] | None = None, chmod: str | ChmodSpec | None = None,
                 exclude: Sequence[str] = (), checksum: str | None = None, unpack: bool | None = None,
@@ -136,15 +162,7 @@ def add_sources(dest_root: Path, context: BuildContext, sources: Sequence[str], 
         # downloads and heredocs are files: fail before fetching anything
         check_destination(len(sources) + len(inline), dest, instruction="ADD")
     spec = parse_chmod(chmod) if isinstance(chmod, str) else chmod
-    for s in sources:
-        if is_git_source(s):
-            raise PybuildError(f"ADD of git repositories is not supported by pybuild: {s!r}",
-                               hint="clone it in a RUN step, or download an archive URL instead")
-    if checksum is not None:
-        if len(sources) != 1:
-            raise PybuildError("checksum can't be specified for multiple sources")
-        if not is_url(sources[0]):
-            raise PybuildError("checksum requires HTTP(S) or Git sources")
+    check_add_sources(sources, checksum)
     with tempfile.TemporaryDirectory(prefix="pybuild-add-", dir=download_dir) as tmp:
         items: list[Source] = []
         for s in sources:
@@ -155,20 +173,7 @@ def add_sources(dest_root: Path, context: BuildContext, sources: Sequence[str], 
         items.extend(inline)
         if unpack:
             # --unpack=true also extracts downloaded archives: hand them over as local matches
-            items = [_as_local(i, Path(tmp)) if isinstance(i, RemoteFile) else i for i in items]
+            items = [as_local(i, Path(tmp)) if isinstance(i, RemoteFile) else i for i in items]
         return copy_into(dest_root, items, dest, workdir=workdir, chown=chown, chmod=spec, exclude=exclude,
                          preserve_owner=not context.is_build_context, unpack=unpack is not False,
                          instruction="ADD")
-
-
-def _as_local(f: RemoteFile, tmp: Path) -> Source:
-    """A downloaded file as a source that copy_into may extract (ADD --unpack=true of a URL)."""
-    named = tmp / "named"
-    named.mkdir(exist_ok=True)
-    target = named / f.name
-    os.replace(f.path, target)
-    os.chmod(target, f.mode)
-    if f.mtime is not None:
-        os.utime(target, (f.mtime, f.mtime))
-    ctx = BuildContext.from_rootfs(named, label=f.url or f.name)
-    return ctx.select([f.name])[0]

@@ -82,39 +82,54 @@ def copy(payload: dict[str, Any], mounts: list[str]) -> dict[str, int]:
 
 
 def export_tree(payload: dict[str, Any], mounts: list[str]) -> int:
-    """Copy the image view at mounts[0] into the host directory payload["dest"], keeping owners, modes, links."""
+    """Copy the image view at mounts[0] into the host directory payload["dest"], keeping owners, modes and links.
+
+    What is already in dest is replaced, never written through: an existing symlink (say, from an earlier export)
+    is removed before its path is used, so an image can never make this write outside dest.
+    """
     import shutil
+    import stat as st_mod
 
     src_root = mounts[0]
     dest_root = payload["dest"]
     count = 0
+
+    def clear(dst: str, want_dir: bool) -> None:
+        try:
+            old = os.lstat(dst)
+        except FileNotFoundError:
+            return
+        if st_mod.S_ISDIR(old.st_mode):
+            if not want_dir:
+                shutil.rmtree(dst)
+        else:
+            os.unlink(dst)
+
     for dirpath, dirnames, filenames in os.walk(src_root):
         rel = os.path.relpath(dirpath, src_root)
         out_dir = dest_root if rel == "." else os.path.join(dest_root, rel)
-        os.makedirs(out_dir, exist_ok=True)
         for name in [*dirnames, *filenames]:
             src = os.path.join(dirpath, name)
             dst = os.path.join(out_dir, name)
             st = os.lstat(src)
-            if os.path.islink(src):
-                if os.path.lexists(dst):
-                    os.unlink(dst)
+            is_dir = st_mod.S_ISDIR(st.st_mode)
+            clear(dst, is_dir)
+            if st_mod.S_ISLNK(st.st_mode):
                 os.symlink(os.readlink(src), dst)
-            elif os.path.isdir(src):
+            elif is_dir:
                 os.makedirs(dst, exist_ok=True)
-            elif os.path.isfile(src):
+            elif st_mod.S_ISREG(st.st_mode):
                 shutil.copyfile(src, dst, follow_symlinks=False)
             else:
-                if os.path.lexists(dst):
-                    os.unlink(dst)
                 os.mknod(dst, st.st_mode, st.st_rdev)
             os.lchown(dst, st.st_uid, st.st_gid)
-            if not os.path.islink(src):
-                os.chmod(dst, st.st_mode & 0o7777)
+            if not st_mod.S_ISLNK(st.st_mode):
+                os.chmod(dst, st.st_mode & 0o7777)  # dst was just made by us: not a symlink
             count += 1
     # Directory times last, deepest first, so writing their contents does not change them again.
     for dirpath, _dirnames, _filenames in os.walk(src_root, topdown=False):
         rel = os.path.relpath(dirpath, src_root)
         st = os.lstat(dirpath)
-        os.utime(dest_root if rel == "." else os.path.join(dest_root, rel), ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.utime(dest_root if rel == "." else os.path.join(dest_root, rel), ns=(st.st_atime_ns, st.st_mtime_ns),
+                 follow_symlinks=False)
     return count

@@ -682,14 +682,23 @@ class Store:
 
         return FileChecksums(self)
 
-    def cache_mount_dir(self, cache_id: str) -> Path:
+    def cache_mount_dir(self, cache_id: str, *, uid: int = 0, gid: int = 0, mode: int = 0o755) -> Path:
         """The persistent directory behind ``RUN --mount=type=cache,id=ID`` (created empty on first use).
 
         It lives beside the layers, never in one: its contents survive between builds and are shared by every
-        step that names the same id.
+        step that names the same id. uid, gid and mode apply when it is created (BuildKit's uid=, gid=, mode=).
         """
         path = self._root / "cache-mounts" / hashlib.sha256(cache_id.encode()).hexdigest()[:32]
-        path.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if not path.is_dir():
+            path.parent.mkdir(mode=0o755, exist_ok=True)
+            tmp = self._tmp("cache-mount")
+            tmp.mkdir()
+            os.chown(tmp, uid, gid)
+            os.chmod(tmp, mode)
+            try:
+                os.rename(tmp, path)
+            except OSError:  # another build created it first: use theirs
+                tmp.rmdir()
         return path
 
     # --- images --------------------------------------------------------------------------------------------

@@ -26,10 +26,13 @@ def _mount_view(view: dict[str, Any]) -> None:
     if view["chdir_for_mount"]:
         os.chdir(view["chdir_for_mount"])
     if upper is None and len(lowers) <= 1:
-        # overlayfs needs two lower dirs when there is no upper one: bind the single layer (or nothing) instead.
+        # overlayfs needs two lower dirs when there is no upper one: bind the single layer instead, and an image
+        # with no layers at all (FROM scratch) is an empty read-only tmpfs.
         if lowers:
             L.mount(os.path.abspath(lowers[0]), target, None, L.MS_BIND | L.MS_REC)
-        L.mount(None, target, None, L.MS_REMOUNT | L.MS_BIND | L.MS_RDONLY)
+            L.mount(None, target, None, L.MS_REMOUNT | L.MS_BIND | L.MS_RDONLY)
+        else:
+            L.mount("tmpfs", target, "tmpfs", L.MS_RDONLY, "mode=755")
         return
     if upper is not None and not lowers:
         L.mount(upper, target, None, L.MS_BIND | L.MS_REC)
@@ -72,8 +75,10 @@ def main(argv: list[str]) -> int:
     except OSError as e:
         msg = {"error": f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")}
     except Exception as e:
-        traceback.print_exc()
-        msg = {"error": f"internal error in filesystem job: {type(e).__name__}: {e}"}
+        if os.environ.get("PYBUILD_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        msg = {"error": f"internal error in filesystem job: {type(e).__name__}: {e}",
+               "hint": "set PYBUILD_DEBUG=1 for the traceback; please report this"}
     with os.fdopen(result_fd, "wb") as f:
         f.write(json.dumps(msg).encode())
     return 0

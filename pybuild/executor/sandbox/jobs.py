@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pybuild.errors import Location, PybuildError
-from pybuild.executor.sandbox import SandboxError, _helper_env
+from pybuild.executor.sandbox import _LIVE, _LIVE_LOCK, SandboxError, _helper_env
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ def run_job(views: Sequence[FsView], job: str, payload: dict[str, Any]) -> Any:
         )
     finally:
         os.close(res_w)
+    with _LIVE_LOCK:
+        _LIVE.add(proc)  # cancel_all() stops jobs too (SIGUSR1 ends the helper; its mounts die with it)
     try:
         assert proc.stdin is not None
         try:
@@ -86,6 +88,9 @@ def run_job(views: Sequence[FsView], job: str, payload: dict[str, Any]) -> Any:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
     try:
         msg = json.loads(raw) if raw else {}
     except ValueError:
