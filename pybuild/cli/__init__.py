@@ -12,7 +12,7 @@ from collections.abc import Sequence
 COMMANDS = frozenset(
     {
         "build", "check", "images", "tag", "rmi", "inspect", "history", "import", "save", "load",
-        "prune", "store", "run", "cache", "push", "pull", "help",
+        "prune", "store", "run", "cache",
     }
 )
 _GLOBAL_WITH_VALUE = {"--root"}

@@ -28,13 +28,13 @@ def build_command(
     no_cache_filter: list[str] = typer.Option([], "--no-cache-filter", help="Do not use the cache for this stage."),
     explain_cache: bool = typer.Option(False, "--explain-cache", help="Say for every step why it hit or missed."),
     compression: str = typer.Option("zstd", "--compression", help="Layer compression: zstd, gzip or none."),
-    pull: bool = typer.Option(False, "--pull", help="Always look for newer base images."),
+    pull: bool = typer.Option(False, "--pull", help="Look base images up afresh (local store only for now)."),
     iidfile: Path | None = typer.Option(None, "--iidfile", help="Write the image ID to this file."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the image ID."),
     progress: str = typer.Option("auto", "--progress", help="Progress output: auto, plain, tty or rawjson."),
     network: str = typer.Option("default", "--network", help="Network for RUN: default, none or host."),
     secret: list[str] = typer.Option([], "--secret", help="Secret for RUN --mount=type=secret: id=ID,src=PATH."),
-    output: list[str] = typer.Option([], "-o", "--output", help="Export: type=oci|docker|tar|local,dest=PATH."),
+    output: list[str] = typer.Option([], "-o", "--output", help="Also export: type=oci|docker|local,dest=PATH."),
     platform: str | None = typer.Option(None, "--platform", help="Target platform, e.g. linux/amd64."),
 ) -> None:
     """Build an image from a Dockerfile (like `docker build`).
@@ -105,7 +105,10 @@ def build_command(
     finally:
         store.close()
     if iidfile is not None:
-        iidfile.write_text(result.image_id)
+        try:
+            iidfile.write_text(result.image_id)
+        except OSError as e:
+            raise PybuildError(f"cannot write --iidfile {iidfile}: {e.strerror or e}") from None
     if quiet:
         print(result.image_id)
 

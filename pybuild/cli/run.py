@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from pybuild.cli.app import app, default_root
+from pybuild.errors import UsageError
 
 
 @app.command(
@@ -32,11 +33,11 @@ def run_command(
     tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a pseudo-terminal."),
 ) -> None:
     """Run a command in a new container from IMAGE; exits with the container's exit code."""
-    from pybuild.runtime.container import RunError, RunRequest, parse_env_file, parse_env_items, parse_volume, run
+    from pybuild.runtime.container import RunRequest, parse_env_file, parse_env_items, parse_volume, run
     from pybuild.store.store import Store
 
     if network not in ("default", "none", "host"):
-        raise RunError(f"invalid --network {network!r}: expected default, none or host")
+        raise UsageError(f"invalid --network {network!r}: expected default, none or host")
     values: dict[str, str] = {}
     for f in env_file:
         values.update(parse_env_file(f))
@@ -46,17 +47,10 @@ def run_command(
         volumes=tuple(parse_volume(v) for v in volume), workdir=workdir, user=user, network=network, name=name,
         interactive=interactive, tty=tty,
     )
-    import signal
-
-    from pybuild.executor.sandbox import signal_all
-
-    # Like `docker run`: Ctrl-C and SIGTERM go to the container's process, whose exit code becomes ours.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, lambda signum, frame: signal_all(signum))
     store = Store.open(default_root())
     try:
         with _raw_terminal(interactive and tty):
-            code = run(store, request)
+            code = run(store, request, forward_signals=True)
     finally:
         store.close()
     raise typer.Exit(code)

@@ -63,7 +63,10 @@ def write_output(store: Store, image: Image, spec: OutputSpec) -> None:
     dest = spec.dest.absolute()
     if dest.exists() and not dest.is_dir():
         raise PybuildError(f"--output dest {spec.dest} exists and is not a directory")
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PybuildError(f"cannot create --output dest {spec.dest}: {e.strerror or e}") from None
     lowers: list[str] = []
     if image.top_chain_id is not None:
         store.ensure_unpacked(image.top_chain_id)

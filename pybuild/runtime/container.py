@@ -8,9 +8,11 @@ container writes is discarded with the scratch directory when it exits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+import signal
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,8 +95,12 @@ def parse_env_file(path: Path) -> dict[str, str]:
     return parse_env_items(line for line in lines if line and not line.startswith("#"))
 
 
-def run(store: Store, request: RunRequest) -> int:
-    """Run the container to completion and return its exit code."""
+def run(store: Store, request: RunRequest, *, forward_signals: bool = False) -> int:
+    """Run the container to completion and return its exit code.
+
+    forward_signals (the CLI, in the main thread): while the container runs, SIGINT, SIGTERM, SIGHUP and SIGQUIT
+    go to its process, like `docker run`, instead of stopping us; before it starts they interrupt as usual.
+    """
     from pybuild.executor.sandbox import BindMount, OverlayMount, Process, SandboxError, SandboxSpec, run_in_sandbox
     from pybuild.executor.sandbox.jobs import FsView, run_job
 
@@ -155,6 +161,25 @@ def run(store: Store, request: RunRequest) -> int:
         proc = Process(argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=workdir, uid=uid, gid=gid,
                        additional_gids=groups, tty=request.tty, stdin=request.interactive)
         try:
-            return run_in_sandbox(spec, proc)
+            with _forwarding_signals(forward_signals):
+                return run_in_sandbox(spec, proc)
         except SandboxError as e:
             raise RunError(e.message, hint=e.hint) from None
+
+
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+@contextlib.contextmanager
+def _forwarding_signals(enabled: bool) -> Iterator[None]:
+    from pybuild.executor.sandbox import signal_all
+
+    if not enabled:
+        yield
+        return
+    saved = {sig: signal.signal(sig, lambda signum, frame: signal_all(signum)) for sig in _FORWARDED}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
