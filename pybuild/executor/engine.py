@@ -41,10 +41,11 @@ from pybuild.events import (
     StepStarted,
 )
 from pybuild.executor import cachekey, imageconfig
+from pybuild.executor.fsjobs import resolve_image_user
 from pybuild.executor.runstep import StepFailed, context_mask, run_argv
 from pybuild.layer import Compression
 from pybuild.model import instructions as ins
-from pybuild.model.oci import ContainerConfig, History, ImageConfig, Platform, RootFS
+from pybuild.model.oci import DEFAULT_PATH, ContainerConfig, History, ImageConfig, Platform, RootFS
 from pybuild.planner.plan import BaseImage, Plan, Source, Stage, Step
 from pybuild.planner.platform import format_platform, host_platform
 from pybuild.store.cache import CacheRecord
@@ -417,7 +418,7 @@ class _Builder:
         if stage.base_image is None:  # FROM scratch
             plat = stage.platform
             cfg = ImageConfig(architecture=plat.architecture, os=plat.os, variant=plat.variant,
-                              config=ContainerConfig(env=(f"PATH={_DEFAULT_PATH}",)))
+                              config=ContainerConfig(env=(f"PATH={DEFAULT_PATH}",)))
             return _StageResult(cfg, [])
         img = self._image(stage.base_image, stage.from_.location)
         layers = self._unpacked_layers(img)
@@ -500,13 +501,6 @@ class _Builder:
               work: Path | None = None) -> FsView:
         return FsView(mountpoint=mountpoint, lower_dirs=self._lower_dirs(cur), upper_dir=upper, work_dir=work,
                       chdir_for_mount=self.store.root)
-
-    def _resolve_user(self, cur: _StageResult, user: str, scratch: Path) -> tuple[int, int, list[int], str]:
-        """(uid, gid, supplementary gids, home) of USER, looked up in the image's own /etc/passwd and /etc/group."""
-        if user in ("", "root", "0", "0:0"):
-            return 0, 0, [], "/root"
-        res = run_job([self._view(cur, scratch / "user-view")], "pybuild.executor.fsjobs:user", {"user": user})
-        return int(res[0]), int(res[1]), [int(g) for g in res[2]], str(res[3])
 
     def _workdir(self, step: Step, cur: _StageResult, v: int) -> Layer | None:
         with self.store.new_scratch_dir("workdir") as scratch:
@@ -608,12 +602,12 @@ class _Builder:
             upper, work = scratch / "upper", scratch / "work"
             upper.mkdir()
             work.mkdir()
-            uid, gid, groups, home = self._resolve_user(cur, step.user, scratch)
+            who = resolve_image_user(self._view(cur, scratch / "user-view"), step.user)
             argv, extra_mounts = run_argv(inst, step.shell, scratch)
             env = dict(step.env)
             env.update(dict(self.plan.proxy_env))
-            env.setdefault("PATH", _DEFAULT_PATH)
-            env.setdefault("HOME", home)  # as runc does when the image does not set it
+            env.setdefault("PATH", DEFAULT_PATH)
+            env.setdefault("HOME", who.home)  # as runc does when the image does not set it
             mounts, secret_env = self._run_mounts(inst, step, scratch, locks)
             env.update(secret_env)
             network = inst.network if inst.network != "default" else self.request.network
@@ -623,7 +617,7 @@ class _Builder:
                 network="none" if network == "none" else "host",
             )
             proc = Process(argv=argv, env=[f"{k}={val}" for k, val in env.items()], cwd=step.workdir or "/",
-                           uid=uid, gid=gid, additional_gids=groups)
+                           uid=who.uid, gid=who.gid, additional_gids=who.groups)
             code = run_in_sandbox(spec, proc, on_output=on_output)
             if partial:
                 on_output(b"\n")
@@ -714,7 +708,6 @@ class _Builder:
 
 # --- helpers ---------------------------------------------------------------------------------------------------
 
-_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                          "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
 

@@ -8,12 +8,42 @@ what is mounted where.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pybuild.context.context import BuildContext
 from pybuild.context.rootfs import mkdir_all, read_passwd, resolve_chown, resolve_user
 from pybuild.executor.copy import InlineFile, RemoteFile, copy_into, copy_sources
+
+if TYPE_CHECKING:
+    from pybuild.executor.sandbox.jobs import FsView
+
+
+@dataclass(frozen=True)
+class ImageUser:
+    """A USER value resolved in an image: what the process runs as, and the HOME it gets unless the image sets one."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+
+ROOT_USER = ImageUser(0, 0, (), "/root")
+
+
+def resolve_image_user(view: FsView, user: str) -> ImageUser:
+    """Resolve USER through the image's own /etc/passwd and /etc/group (mounted read-only from `view`).
+
+    Called in the build process: it runs the `user` job below in a helper. Root needs no lookup.
+    """
+    from pybuild.executor.sandbox.jobs import run_job
+
+    if user in ("", "root", "0", "0:0"):
+        return ROOT_USER
+    res = run_job([view], "pybuild.executor.fsjobs:user", {"user": user})
+    return ImageUser(int(res[0]), int(res[1]), tuple(int(g) for g in res[2]), str(res[3]))
 
 
 def user(payload: dict[str, Any], mounts: list[str]) -> list[Any]:

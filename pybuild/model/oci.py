@@ -53,6 +53,9 @@ ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_CREATED = "org.opencontainers.image.created"
 
 
+# The PATH Docker gives a container whose image does not set one.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 def is_manifest_type(media_type: str) -> bool:
     return media_type in MANIFEST_TYPES
 

@@ -26,11 +26,10 @@ from pybuild.frontend.instructions import parse_dockerfile, parse_instruction, p
 from pybuild.frontend.shell import Expansion, Lexer, ShellError
 from pybuild.model import instructions as ins
 from pybuild.model.ast import Dockerfile
-from pybuild.model.oci import ContainerConfig, Platform, parse_reference
+from pybuild.model.oci import DEFAULT_PATH, ContainerConfig, Platform, parse_reference
 from pybuild.planner.lint import CheckConfig, Linter, LintWarning, check_secret_key, static_checks
 from pybuild.planner.platform import format_platform, format_platform_all, host_platform, parse_platform
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Proxy build args are always allowed, reach RUN's environment, and are kept out of the image and history.
 PROXY_ARGS = frozenset(
     {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy",

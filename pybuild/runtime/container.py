@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybuild.errors import PybuildError
-from pybuild.model.oci import ContainerConfig
+from pybuild.model.oci import DEFAULT_PATH, ContainerConfig
 from pybuild.store.store import Store
 
 
@@ -101,6 +101,7 @@ def run(store: Store, request: RunRequest, *, forward_signals: bool = False) -> 
     forward_signals (the CLI, in the main thread): while the container runs, SIGINT, SIGTERM, SIGHUP and SIGQUIT
     go to its process, like `docker run`, instead of stopping us; before it starts they interrupt as usual.
     """
+    from pybuild.executor.fsjobs import resolve_image_user
     from pybuild.executor.sandbox import BindMount, OverlayMount, Process, SandboxError, SandboxSpec, run_in_sandbox
     from pybuild.executor.sandbox.jobs import FsView, run_job
 
@@ -114,7 +115,7 @@ def run(store: Store, request: RunRequest, *, forward_signals: bool = False) -> 
     cfg = image.config.config
     argv = container_argv(cfg, request.command, request.entrypoint)
     env = dict(e.partition("=")[::2] for e in cfg.env)
-    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env.setdefault("PATH", DEFAULT_PATH)
     env.update(request.env)
     hostname = secrets.token_hex(6)
     env.setdefault("HOSTNAME", hostname)
@@ -125,18 +126,12 @@ def run(store: Store, request: RunRequest, *, forward_signals: bool = False) -> 
         upper, work = scratch / "upper", scratch / "work"
         upper.mkdir()
         work.mkdir()
-        uid = gid = 0
-        groups: list[int] = []
-        if user in ("", "root", "0", "0:0"):
-            env.setdefault("HOME", "/root")
-        if user not in ("", "root", "0", "0:0"):
-            view = FsView(scratch / "user-view", lower_dirs=lowers, chdir_for_mount=store.root)
-            try:
-                res = run_job([view], "pybuild.executor.fsjobs:user", {"user": user})
-            except PybuildError as e:
-                raise RunError(e.message, hint=e.hint) from None
-            uid, gid, groups = int(res[0]), int(res[1]), [int(g) for g in res[2]]
-            env.setdefault("HOME", str(res[3]))
+        view = FsView(scratch / "user-view", lower_dirs=lowers, chdir_for_mount=store.root)
+        try:
+            who = resolve_image_user(view, user)
+        except PybuildError as e:
+            raise RunError(e.message, hint=e.hint) from None
+        env.setdefault("HOME", who.home)
         mounts: list[BindMount | OverlayMount] = []
         seeded: set[str] = set()
         if cfg.volumes and lowers:
@@ -158,8 +153,8 @@ def run(store: Store, request: RunRequest, *, forward_signals: bool = False) -> 
         spec = SandboxSpec(lower_dirs=lowers, upper_dir=upper, work_dir=work, chdir_for_mount=store.root,
                            mounts=mounts, network="none" if request.network == "none" else "host",
                            hostname=hostname)
-        proc = Process(argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=workdir, uid=uid, gid=gid,
-                       additional_gids=groups, tty=request.tty, stdin=request.interactive)
+        proc = Process(argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=workdir, uid=who.uid, gid=who.gid,
+                       additional_gids=who.groups, tty=request.tty, stdin=request.interactive)
         try:
             with _forwarding_signals(forward_signals):
                 return run_in_sandbox(spec, proc)
