@@ -19,7 +19,6 @@ root goes through openat2(RESOLVE_IN_ROOT) and mounts target /proc/self/fd/N, ne
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -35,16 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pybuild.executor.sandbox import _linux as L
-
-# Why these overlay options: the upper dir becomes a layer tarball, so it must hold plain files and
-# whiteouts only. redirect_dir=off makes a renamed lower directory a full copy plus a whiteout instead
-# of a trusted.overlay.redirect xattr; metacopy=off makes chmod/chown copy data up instead of leaving a
-# metadata-only inode; index=off avoids the hard-link index in workdir that ties the upper dir to these
-# exact lower dirs; uuid=off stops the kernel stamping trusted.overlay.uuid on the upper root.
-# (trusted.overlay.origin/impure may still appear and are meaningless outside overlay; the layer
-# writer must skip trusted.overlay.* other than opaque.)
-_OVERLAY_OPTIONS = ("redirect_dir=off", "index=off", "metacopy=off", "uuid=off")
-_OVERLAY_OPTIONAL = ("uuid=off",)  # newer than the others; dropped if the kernel rejects it
+from pybuild.executor.sandbox.overlay import OverlayError, mount_layers
 
 # Docker's masked and read-only paths (moby oci/defaults.go).
 _MASKED_PATHS = (
@@ -283,29 +273,11 @@ class _RootfsBuilder:
             return
         ovl_work = self.work / "overlay-work"
         ovl_work.mkdir(exist_ok=True)
-        os.chdir(self.cfg["chdir_for_mount"] or "/")
-        lower = ":".join(d.replace("\\", "\\\\").replace(":", "\\:") for d in self.cfg["lower_dirs"])
-        base = f"lowerdir={lower},upperdir={upper},workdir={ovl_work}"
-        options = list(_OVERLAY_OPTIONS)
-        while True:
-            data = ",".join([base, *options])
-            if len(data.encode()) >= 4096:
-                raise SetupError(
-                    f"overlay mount options are {len(data.encode())} bytes; the kernel takes at most 4095",
-                    hint="pass lower_dirs as short paths relative to chdir_for_mount",
-                )
-            try:
-                L.mount("overlay", self.root, "overlay", 0, data)
-                break
-            except OSError as exc:
-                optional = [o for o in options if o in _OVERLAY_OPTIONAL]
-                if exc.errno != errno.EINVAL or not optional:
-                    raise SetupError(
-                        f"cannot mount the overlay root filesystem: {exc.strerror}",
-                        hint=f"options were {data!r}; the kernel log (dmesg) says more",
-                    ) from exc
-                options.remove(optional[0])
-        os.chdir("/")
+        try:
+            mount_layers(str(self.root), self.cfg["lower_dirs"], upper=upper, work=str(ovl_work),
+                         chdir=self.cfg["chdir_for_mount"])
+        except OverlayError as exc:
+            raise SetupError(exc.message, hint=exc.hint) from exc
 
     # -- path handling ------------------------------------------------------------------------------
 
@@ -462,26 +434,23 @@ class _RootfsBuilder:
         base = self.work / f"view-{self._views}"
         mnt = base / "merged"
         mnt.mkdir(parents=True)
-        os.chdir(self.cfg["chdir_for_mount"] or "/")
-        lowers: list[str] = m["lower_dirs"]
-        if not lowers:
-            empty = base / "empty"
-            empty.mkdir()
-            lowers = [str(empty)]
-        lower = ":".join(d.replace("\\", "\\\\").replace(":", "\\:") for d in lowers)
-        if m["readonly"] and len(lowers) == 1:
-            L.mount(os.path.abspath(lowers[0]), str(mnt), None, L.MS_BIND | L.MS_REC)
-        elif m["readonly"]:
-            L.mount("overlay", str(mnt), "overlay", L.MS_RDONLY, f"lowerdir={lower}")
-        else:
-            (base / "upper").mkdir()
-            (base / "work").mkdir()
-            L.mount("overlay", str(mnt), "overlay", 0,
-                    f"lowerdir={lower},upperdir={base / 'upper'},workdir={base / 'work'}")
-        os.chdir("/")
+        upper = work = None
+        if not m["readonly"]:  # rw: writes land in a throw-away upper dir, never in the layers
+            upper, work = base / "upper", base / "work"
+            upper.mkdir()
+            work.mkdir()
+        try:
+            mount_layers(str(mnt), m["lower_dirs"], upper=str(upper) if upper else None,
+                         work=str(work) if work else None, chdir=self.cfg["chdir_for_mount"])
+        except OverlayError as exc:
+            raise SetupError(exc.message, hint=exc.hint) from exc
         # The source path is resolved inside the view, so a symlink in the image cannot point outside it.
-        fd = L.openat2(os.open(str(mnt), os.O_PATH | os.O_DIRECTORY), m["source"].lstrip("/") or ".",
-                       os.O_PATH | os.O_CLOEXEC, L.RESOLVE_IN_ROOT | L.RESOLVE_NO_MAGICLINKS)
+        root_fd = os.open(str(mnt), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = L.openat2(root_fd, m["source"].lstrip("/") or ".", os.O_PATH | os.O_CLOEXEC,
+                           L.RESOLVE_IN_ROOT | L.RESOLVE_NO_MAGICLINKS)
+        finally:
+            os.close(root_fd)
         return f"/proc/self/fd/{fd}"
 
     def _mask(self, path: str) -> None:

@@ -16,43 +16,19 @@ from typing import Any
 
 from pybuild.errors import PybuildError
 from pybuild.executor.sandbox import _linux as L
-from pybuild.executor.sandbox.helper import _OVERLAY_OPTIONAL, _OVERLAY_OPTIONS
+from pybuild.executor.sandbox.overlay import OverlayError, mount_layers
 
 
 def _mount_view(view: dict[str, Any]) -> None:
-    target = view["mountpoint"]
-    lowers: list[str] = view["lower_dirs"]
     upper = view["upper_dir"]
-    if view["chdir_for_mount"]:
-        os.chdir(view["chdir_for_mount"])
-    if upper is None and len(lowers) <= 1:
-        # overlayfs needs two lower dirs when there is no upper one: bind the single layer instead, and an image
-        # with no layers at all (FROM scratch) is an empty read-only tmpfs.
-        if lowers:
-            L.mount(os.path.abspath(lowers[0]), target, None, L.MS_BIND | L.MS_REC)
-            L.mount(None, target, None, L.MS_REMOUNT | L.MS_BIND | L.MS_RDONLY)
-        else:
-            L.mount("tmpfs", target, "tmpfs", L.MS_RDONLY, "mode=755")
-        return
-    if upper is not None and not lowers:
-        L.mount(upper, target, None, L.MS_BIND | L.MS_REC)
-        return
-    lower = ":".join(d.replace("\\", "\\\\").replace(":", "\\:") for d in lowers)
-    base = f"lowerdir={lower}"
+    work = None
     if upper is not None:
         work = os.path.join(view["work_dir"], "overlay-work")
         os.makedirs(work, exist_ok=True)
-        base += f",upperdir={upper},workdir={work}"
-    options = list(_OVERLAY_OPTIONS) if upper is not None else []
-    while True:
-        try:
-            L.mount("overlay", target, "overlay", 0 if upper else L.MS_RDONLY, ",".join([base, *options]))
-            return
-        except OSError:
-            optional = [o for o in options if o in _OVERLAY_OPTIONAL]
-            if not optional:
-                raise
-            options.remove(optional[0])
+    try:
+        mount_layers(view["mountpoint"], view["lower_dirs"], upper=upper, work=work, chdir=view["chdir_for_mount"])
+    except OverlayError as e:
+        raise PybuildError(e.message, hint=e.hint) from None
 
 
 def main(argv: list[str]) -> int:
