@@ -104,6 +104,9 @@ def build_command(
             write_output(store, result.image, out)
     finally:
         store.close()
+    if not quiet:
+        for line in result.warnings:
+            print(line, file=sys.stderr)
     if iidfile is not None:
         try:
             iidfile.write_text(result.image_id)

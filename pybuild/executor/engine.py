@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pybuild.context.context import BuildContext, ChecksumCache, source_entries
+from pybuild.context.context import BuildContext, source_entries
 from pybuild.errors import Location, PybuildError
 from pybuild.events import (
     BuildFinished,
@@ -48,7 +48,7 @@ from pybuild.model import instructions as ins
 from pybuild.model.oci import DEFAULT_PATH, ContainerConfig, History, ImageConfig, Platform, RootFS
 from pybuild.planner.plan import BaseImage, Plan, Source, Stage, Step
 from pybuild.planner.platform import format_platform, host_platform
-from pybuild.store.cache import CacheRecord
+from pybuild.store.cache import CacheRecord, FileChecksums
 from pybuild.store.store import Image, Layer, Store
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ class BuildResult:
     steps_run: int
     steps_cached: int
     elapsed: float
+    warnings: tuple[str, ...] = ()  # build-check warnings (`pybuild check`'s), one line each
 
     @property
     def image_id(self) -> str:
@@ -160,7 +161,7 @@ class _Builder:
         self.sink: EventSink = _LockedSink(sink)
         self.counters = _Counters()
         self.lease = ""  # the build's store lease, which also keeps worker threads' layers alive
-        self.checksums: ChecksumCache = store.file_checksums()
+        self.checksums: FileChecksums = store.file_checksums()
         self._build_context: BuildContext | None = None
         self.results: dict[int, _StageResult] = {}
         self.multi_stage = len(plan.stages) > 1
@@ -780,9 +781,7 @@ def build(store: Store, request: BuildRequest, sink: EventSink) -> BuildResult:
         try:
             result = builder.build()
         finally:
-            flush = getattr(builder.checksums, "flush", None)
-            if flush is not None:
-                flush()
+            builder.checksums.flush()
         config = result.config
         if request.labels:
             labels = dict(config.config.labels)
@@ -796,7 +795,8 @@ def build(store: Store, request: BuildRequest, sink: EventSink) -> BuildResult:
     elapsed = time.monotonic() - t0
     counters = builder.counters
     sink.emit(BuildFinished(image.id, names, image.size, elapsed, counters.cached, counters.run))
-    return BuildResult(image, names, counters.run, counters.cached, elapsed)
+    warnings = tuple(w.render() for w in plan.warnings)  # the build checks, unused build args among them
+    return BuildResult(image, names, counters.run, counters.cached, elapsed, warnings)
 
 
 def _normalize_tag(tag: str) -> str:
