@@ -50,6 +50,7 @@ BUF_SIZE = 1 << 20
 _Stage = Callable[[memoryview], object]  # one consumer of the tar stream
 N_BUFFERS = 8
 ZSTD_LEVEL = 3
+ZSTD_WORKERS = 2
 GZIP_LEVEL = 6
 
 _OPAQUE_KEYS = ("trusted.overlay.opaque", "user.overlay.opaque")
@@ -123,12 +124,16 @@ def _compressor(compression: Compression, sink: _HashingSink) -> tuple[_Stage, C
     if compression is Compression.ZSTD:
         import zstandard
 
-        # threads=-1: one worker per CPU; zstd's multi-threaded output does not depend on the worker count, so
-        # the digest is the same on every machine (it differs from single-threaded mode, which we never use)
-        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
+        # A fixed worker count, not one per CPU, so that the bytes cannot depend on the machine (multi-threaded
+        # output is the same for any count >= 1, single-threaded mode differs; we always use the former).
+        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=ZSTD_WORKERS, write_checksum=True)
         writer = cctx.stream_writer(cast(IO[bytes], sink), closefd=False, write_size=BUF_SIZE)
 
         def finish_zstd() -> None:
+            # When the tar ends exactly on a zstd job boundary, whether the last job is already queued when the
+            # frame is ended depends on the workers' timing: queued, the frame ends with an extra empty block;
+            # not, the last data block ends it. Flushing first always queues it, so the bytes never vary.
+            writer.flush(zstandard.FLUSH_BLOCK)
             writer.flush(zstandard.FLUSH_FRAME)
 
         return writer.write, finish_zstd
