@@ -8,9 +8,8 @@ import io
 import os
 import stat
 import tarfile
-import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 from pybuild.events import Event
 from pybuild.executor.engine import BuildRequest, BuildResult, build
 from pybuild.store.store import Image, Store
+from tests import support
+from tests.support import mounts_under, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 CASES = REPO / "fixtures" / "dockerfiles"
@@ -32,31 +33,7 @@ class ListSink:
 
 
 def processes_with(token: str) -> list[int]:
-    found = []
-    needle = f"{MARKER}={token}".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def mounts_under(path: Path) -> list[str]:
-    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(path) in line]
-
-
-def wait_until(predicate: Callable[[], bool], what: str, limit: float = 60) -> None:
-    """Poll for an asynchronous effect (process death); a generous limit, not a speed assertion."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
+    return support.processes_with(MARKER, token)
 
 
 def assert_clean(root: Path, token: str) -> None:

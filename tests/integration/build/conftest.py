@@ -7,14 +7,14 @@ images built by one test can be reused by others; tests never prune or remove th
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from buildtest_util import MARKER, REPO, assert_clean
+from buildtest_util import MARKER, assert_clean
+
+from tests.support import make_busybox_store
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,12 +28,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def busybox_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store root holding busybox:latest, imported by fixtures/base/busybox.sh."""
-    root = tmp_path_factory.mktemp("build") / "store"
-    # The script runs `pybuild` from PATH: make it this interpreter's (the one with this checkout installed).
-    env = {**os.environ, "PYBUILD_ROOT": str(root),
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    subprocess.run([str(REPO / "fixtures/base/busybox.sh")], check=True, env=env, stdout=subprocess.DEVNULL)
-    return root
+    return make_busybox_store(tmp_path_factory.mktemp("build") / "store")
 
 
 @pytest.fixture

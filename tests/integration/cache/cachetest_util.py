@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 from pybuild.events import Event, StepCached, StepDone, StepMiss, StepNote, StepStarted
 from pybuild.executor.engine import BuildRequest, BuildResult, build
 from pybuild.store.store import Store
+from tests import support
+from tests.support import mounts_under, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 MARKER = "PYBUILD_CACHE_TEST"  # set in every build's environment; leftover processes are found by it
@@ -123,34 +124,13 @@ def read_file_in_image(root: Path, ref: str, path: str, dest: Path) -> bytes:
 
 
 def processes_with(token: str) -> list[int]:
-    needle = f"{MARKER}={token}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def wait_until(predicate: Callable[[], bool], what: str, limit: float = 120) -> None:
-    """Poll for an asynchronous effect; a generous limit against hangs, not a speed assertion."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
+    return support.processes_with(MARKER, token)
 
 
 def assert_store_clean(root: Path, token: str) -> None:
     """No process of this test left, nothing mounted under the store, and the store verifies."""
     wait_until(lambda: not processes_with(token), "the build's processes to exit")
-    mounts = [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(root) in line]
-    assert mounts == []
+    assert mounts_under(root) == []
     with Store.open(root) as store:
         assert store.verify() == []
 

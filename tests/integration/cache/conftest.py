@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from cachetest_util import MARKER, REPO, assert_store_clean
 
 from pybuild.image.importer import import_tarball
 from pybuild.store.store import Store
+from tests.support import make_busybox_store
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,13 +32,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("cache-template")
-    root = base / "store"
-    env = {**os.environ, "PYBUILD_ROOT": str(root),
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    script = REPO / "fixtures/base/busybox.sh"
-    subprocess.run([str(script)], check=True, env=env, stdout=subprocess.DEVNULL)
+    root = make_busybox_store(base / "store")
     rootfs = base / "rootfs"
-    subprocess.run([str(script), "--rootfs-only", str(rootfs)], check=True, env=env)
+    subprocess.run([str(REPO / "fixtures/base/busybox.sh"), "--rootfs-only", str(rootfs)], check=True)
     (rootfs / "etc" / "base-rev").write_text("2\n")
     tar_path = base / "changed.tar"
     with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:

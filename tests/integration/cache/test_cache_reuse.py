@@ -12,6 +12,7 @@ import pytest
 from cachetest_util import content_snapshot, lib_build, read_file_in_image, write_context
 
 import pybuild.executor.engine as engine
+import pybuild.executor.sandbox.jobs as jobs
 
 DOCKERFILE = """\
 FROM busybox:latest
@@ -45,6 +46,7 @@ class Calls:
 
         monkeypatch.setattr(engine, "run_in_sandbox", sandbox)
         monkeypatch.setattr(engine, "run_job", job)
+        monkeypatch.setattr(jobs, "run_job", job)  # USER lookups (fsjobs.resolve_image_user) start jobs too
 
     def reset(self) -> None:
         self.sandbox = 0

@@ -12,15 +12,15 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pybuild.executor.sandbox import BindMount, Process, SandboxError, SandboxSpec, TmpfsMount, run_in_sandbox
+from tests.support import mounts_under, processes_with, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -48,37 +48,14 @@ def token(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _processes_with(token: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if f"PYBUILD_SANDBOX_TEST={token}".encode() in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def _mounts_under(path: Path) -> list[str]:
-    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(path) in line]
-
-
-def wait_until(predicate: Callable[[], bool], what: str, limit: float = 60) -> None:
-    """Poll for an asynchronous effect (process death); generous limit, not a speed assertion."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
+    return processes_with("PYBUILD_SANDBOX_TEST", token)
 
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind(tmp_path: Path, token: str) -> Iterator[None]:
     yield
     wait_until(lambda: not _processes_with(token), "the step's processes to die")
-    assert _mounts_under(tmp_path) == []
+    assert mounts_under(tmp_path) == []
 
 
 class Box:
@@ -459,7 +436,7 @@ def test_sigterm_to_the_caller_kills_the_step(box: Box) -> None:
     _wait_for_line(p, b"started\n")
     assert _processes_with(box.token)
     # while the step runs, its mounts live only in its own mount namespace
-    assert _mounts_under(box.tmp) == [] and _mounts_under(box.rootfs) == []
+    assert mounts_under(box.tmp) == [] and mounts_under(box.rootfs) == []
     p.send_signal(signal.SIGTERM)
     assert p.wait() == -signal.SIGTERM
     wait_until(lambda: not _processes_with(box.token), "the sleep to die")

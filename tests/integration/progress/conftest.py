@@ -7,13 +7,11 @@ nothing. Only tests that use ``busybox_store`` are marked root.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.support import make_busybox_store
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,8 +25,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def busybox_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store root of its own holding busybox:latest, imported by fixtures/base/busybox.sh."""
-    root = tmp_path_factory.mktemp("progress") / "store"
-    env = {**os.environ, "PYBUILD_ROOT": str(root),
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    subprocess.run([str(REPO / "fixtures/base/busybox.sh")], check=True, env=env, stdout=subprocess.DEVNULL)
-    return root
+    return make_busybox_store(tmp_path_factory.mktemp("progress") / "store")
