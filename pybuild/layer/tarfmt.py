@@ -71,6 +71,37 @@ def ustar_header(
     return _HEAD.pack(name, numbers, b"%06o\0 " % checksum, typeflag, linkname) + tail
 
 
+_FILE_HEAD = struct.Struct("100s24s12s12s8s")  # name, mode/uid/gid, size, mtime, checksum: the bytes that vary
+_FILE_REST = REGTYPE + bytes(100) + _TAIL  # typeflag, empty linkname, the ustar tail
+
+
+class FileHeaders:
+    """ustar_header(name, mode, uid, gid, size, mtime, REGTYPE), written straight into a buffer, for the many
+    plain files of a layer: the fields files share (mode, ids, mtime) are encoded and summed once per distinct
+    combination. Same preconditions as ustar_header; the bytes are identical."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, int, int, int], tuple[bytes, bytes, int]] = {}
+
+    def _shared(self, mode: int, uid: int, gid: int, mtime: int) -> tuple[bytes, bytes, int]:
+        ids = b"%07o\0%07o\0%07o\0" % (mode, uid, gid)
+        mt = b"%011o\0" % mtime
+        # everything but the name and the size field; 8 * 0x20 = the checksum field while it is summed
+        entry = (ids, mt, sum(ids) + sum(mt) + 8 * 0x20 + sum(_FILE_REST))
+        if len(self._cache) < 4096:
+            self._cache[(mode, uid, gid, mtime)] = entry
+        return entry
+
+    def put(self, buf: bytearray, pos: int, name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int) -> None:
+        shared = self._cache.get((mode, uid, gid, mtime)) or self._shared(mode, uid, gid, mtime)
+        ids, mt, base = shared
+        size_field = b"%011o\0" % size
+        # name (<= 100 bytes) and size field are short enough for adler32's low half to be 1 + their byte sum
+        checksum = base + (zlib.adler32(name) & 0xFFFF) + (zlib.adler32(size_field) & 0xFFFF) - 2
+        _FILE_HEAD.pack_into(buf, pos, name, ids, size_field, mt, b"%06o\0 " % checksum)
+        buf[pos + 156 : pos + BLOCK] = _FILE_REST
+
+
 def pax_records(records: list[tuple[bytes, bytes]]) -> bytes:
     """Encode PAX records ("<len> <key>=<value>\\n", the length counting itself)."""
     out = []

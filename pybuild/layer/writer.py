@@ -22,6 +22,7 @@ import hashlib
 import os
 import queue
 import stat
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -38,12 +39,11 @@ from pybuild.layer.tarfmt import (
     FIFOTYPE,
     LNKTYPE,
     MAX_OCTAL_7,
-    MAX_OCTAL_11,
     REGTYPE,
     SYMTYPE,
+    FileHeaders,
     encode_entry,
     padding,
-    ustar_header,
 )
 
 BUF_SIZE = 1 << 20
@@ -57,6 +57,7 @@ _OPAQUE_KEYS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _WHITEOUT_KEYS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
 _OVERLAY_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _ZEROS = bytes(BLOCK)
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsencode's
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
@@ -241,79 +242,61 @@ class _TarStream:
 
     def __init__(self, pipeline: _Pipeline) -> None:
         self._pipeline = pipeline
-        self._buf = pipeline.get_buffer()
-        self._mv = memoryview(self._buf)
-        self._pos = 0
+        self.buf = pipeline.get_buffer()
+        self.mv = memoryview(self.buf)
+        self.pos = 0
 
     def _next_buffer(self) -> None:
-        self._mv.release()
-        self._pipeline.submit(self._buf, self._pos)
-        self._buf = self._pipeline.get_buffer()
-        self._mv = memoryview(self._buf)
-        self._pos = 0
+        self.mv.release()
+        self._pipeline.submit(self.buf, self.pos)
+        self.buf = self._pipeline.get_buffer()
+        self.mv = memoryview(self.buf)
+        self.pos = 0
 
     def write(self, data: bytes) -> None:
         n = len(data)
-        pos = self._pos
+        pos = self.pos
         if pos + n <= BUF_SIZE:
-            self._mv[pos : pos + n] = data
-            self._pos = pos + n
+            self.mv[pos : pos + n] = data
+            self.pos = pos + n
             return
         view = memoryview(data)
         while view:
-            room = BUF_SIZE - self._pos
+            room = BUF_SIZE - self.pos
             if not room:
                 self._next_buffer()
                 continue
             chunk = view[:room]
-            self._mv[self._pos : self._pos + len(chunk)] = chunk
-            self._pos += len(chunk)
+            self.mv[self.pos : self.pos + len(chunk)] = chunk
+            self.pos += len(chunk)
             view = view[len(chunk) :]
-
-    def put_file(self, header: bytes, fd: int, size: int, path: bytes) -> None:
-        """A regular file's header and data; the common small file takes one readv into the current buffer."""
-        pos = self._pos
-        end = pos + BLOCK + size
-        pad = -size % BLOCK
-        if end + pad > BUF_SIZE:
-            self.write(header)
-            self.copy_file(fd, size, path)
-            return
-        mv = self._mv
-        mv[pos : pos + BLOCK] = header
-        if size and os.readv(fd, [mv[pos + BLOCK : end]]) != size:
-            # short read: take the general path, which reads in a loop and reports a shrunk file
-            self.copy_file(fd, size, path, start=True)
-            return
-        mv[end : end + pad] = _ZEROS[:pad]
-        self._pos = end + pad
 
     def copy_file(self, fd: int, size: int, path: bytes, start: bool = False) -> None:
         """Copy exactly `size` bytes of `fd` (plus the block padding) into the stream."""
-        if start:  # put_file already wrote the header in place and maybe some data: restart the data
-            self._pos += BLOCK
+        if start:  # the walk already wrote the header in place and maybe some data: restart the data
+            self.pos += BLOCK
             os.lseek(fd, 0, os.SEEK_SET)
         left = size
         while left:
-            if self._pos == BUF_SIZE:
+            if self.pos == BUF_SIZE:
                 self._next_buffer()
-            room = min(BUF_SIZE - self._pos, left)
-            n = os.readv(fd, [self._mv[self._pos : self._pos + room]])
+            room = min(BUF_SIZE - self.pos, left)
+            n = os.readv(fd, [self.mv[self.pos : self.pos + room]])
             if n == 0:
                 raise LayerError(f"{os.fsdecode(path)} shrank while being archived (expected {size} bytes)")
-            self._pos += n
+            self.pos += n
             left -= n
         pad = padding(size)
         if pad:
             self.write(_ZEROS[:pad])
 
     def flush(self) -> None:
-        self._mv.release()
-        if self._pos:
-            self._pipeline.submit(self._buf, self._pos)
-        self._buf = bytearray()
-        self._mv = memoryview(self._buf)
-        self._pos = 0
+        self.mv.release()
+        if self.pos:
+            self._pipeline.submit(self.buf, self.pos)
+        self.buf = bytearray()
+        self.mv = memoryview(self.buf)
+        self.pos = 0
 
 
 class _Walker:
@@ -322,6 +305,7 @@ class _Walker:
         self.src = src
         self.sde = source_date_epoch
         self.links: dict[tuple[int, int], bytes] = {}
+        self.headers = FileHeaders()
 
     def _mtime(self, st: os.stat_result) -> int:
         mtime = st.st_mtime_ns // 1_000_000_000
@@ -335,20 +319,51 @@ class _Walker:
     def walk(self, dfd: int, prefix: bytes) -> None:
         try:
             with os.scandir(dfd) as it:
-                entries = sorted((os.fsencode(e.name), e) for e in it)
+                entries = sorted([(e.name.encode(_FS_ENCODING, _FS_ERRORS), e) for e in it])
         except OSError as e:
             raise self._fail(prefix, e) from None
+        # The loop below is what a commit of many small files pays per file, hence the inlined common case (a
+        # plain file: no xattrs, one link, fields that fit ustar, room in the current buffer) and local names.
+        tar = self.tar
+        put_header = self.headers.put
+        sde = self.sde
+        open_, fstat, listxattr, readv, close = os.open, os.fstat, os.listxattr, os.readv, os.close
         for bname, entry in entries:
             path = prefix + bname
             try:
-                if entry.is_file(follow_symlinks=False):
-                    self._file(dfd, entry.name, path)
-                elif entry.is_dir(follow_symlinks=False):
-                    self._dir(dfd, entry.name, path)
-                else:
-                    self._other(dfd, entry, path, prefix, bname)
-            except FileNotFoundError as e:
-                raise self._fail(path, e) from None
+                if not entry.is_file(follow_symlinks=False):
+                    if entry.is_dir(follow_symlinks=False):
+                        self._dir(dfd, entry.name, path)
+                    else:
+                        self._other(dfd, entry, path, prefix, bname)
+                    continue
+                fd = open_(bname, _FILE_FLAGS, dir_fd=dfd)
+                try:
+                    st = fstat(fd)
+                    mode, nlink, uid, gid, size = st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_size
+                    mtime = st.st_mtime_ns // 1_000_000_000
+                    if sde is not None and mtime > sde:
+                        mtime = sde
+                    pos = tar.pos
+                    end = pos + BLOCK + size
+                    if (
+                        end <= BUF_SIZE - BLOCK and nlink == 1 and len(path) <= 100 and uid <= MAX_OCTAL_7
+                        and gid <= MAX_OCTAL_7 and mtime >= 0 and mode & 0o170000 == stat.S_IFREG
+                        and not listxattr(fd)
+                    ):
+                        buf = tar.buf
+                        put_header(buf, pos, path, mode & 0o7777, uid, gid, size, mtime)
+                        if size and readv(fd, [tar.mv[pos + BLOCK : end]]) != size:
+                            # short read: the general path reads in a loop and reports a shrunk file
+                            tar.copy_file(fd, size, path, start=True)
+                            continue
+                        pad = -size % BLOCK
+                        buf[end : end + pad] = _ZEROS[:pad]
+                        tar.pos = end + pad
+                    else:
+                        self._file_slow(fd, st, mtime, path)
+                finally:
+                    close(fd)
             except LayerError:
                 raise
             except OSError as e:
@@ -399,23 +414,11 @@ class _Walker:
         return first
 
     def _file(self, dfd: int, name: str, path: bytes) -> None:
+        """A regular file found without d_type (some filesystems): the general path."""
         fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
         try:
             st = os.fstat(fd)
-            uid, gid, size = st.st_uid, st.st_gid, st.st_size
-            mtime = st.st_mtime_ns // 1_000_000_000
-            sde = self.sde
-            if sde is not None and mtime > sde:
-                mtime = sde
-            if (
-                os.listxattr(fd) or st.st_nlink > 1 or len(path) > 100 or uid > MAX_OCTAL_7 or gid > MAX_OCTAL_7
-                or size > MAX_OCTAL_11 or mtime < 0 or not stat.S_ISREG(st.st_mode)
-            ):
-                self._file_slow(fd, st, mtime, path)
-                return
-            # the common case, kept lean: the per-file cost is what a commit of many small files pays
-            header = ustar_header(path, st.st_mode & 0o7777, uid, gid, size, mtime, REGTYPE)
-            self.tar.put_file(header, fd, size, path)
+            self._file_slow(fd, st, self._mtime(st), path)
         finally:
             os.close(fd)
 
