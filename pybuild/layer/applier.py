@@ -25,7 +25,7 @@ import queue
 import shutil
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -55,6 +55,7 @@ from pybuild.layer.tarfmt import (
     XHDTYPE,
     ZERO_BLOCK,
     HeaderError,
+    PlainFileHeaders,
     RawHeader,
     parse_header,
     parse_pax,
@@ -90,7 +91,7 @@ def apply_layer(stream: BinaryIO, dest: Path) -> ApplyStats:
         kind, raw = open_raw_decompressed(stream)
         source = _Source(raw)
         applier = _Applier(root_fd, dest, kind)
-        applier.run(_entries(source), source)
+        applier.run(source)
         source.drain()
         return applier.stats()
     finally:
@@ -106,8 +107,9 @@ class _Source:
         self._raw = raw
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(PREFETCH)
         self._stop = threading.Event()
-        self._chunk = b""
-        self._off = 0
+        self.chunk = b""
+        self.view = memoryview(self.chunk)
+        self.off = 0
         self._eof = False
         self.offset = 0  # bytes of tar consumed, for error messages
         self._thread = threading.Thread(target=self._pump, name="layer-prefetch", daemon=True)
@@ -143,88 +145,90 @@ class _Source:
             if isinstance(item, LayerError):
                 raise item
             raise corrupt(f"cannot read the layer stream ({item})")
-        self._chunk, self._off = item, 0
+        self.chunk, self.off = item, 0
+        self.view = memoryview(item)
         return True
 
     def _short(self, wanted: int, got: int) -> LayerError:
         return corrupt(f"unexpected end of data at offset {self.offset + got} (wanted {wanted} more bytes)")
 
     def read_exact(self, n: int) -> bytes:
-        off = self._off
-        if off + n <= len(self._chunk):
-            self._off = off + n
+        off = self.off
+        if off + n <= len(self.chunk):
+            self.off = off + n
             self.offset += n
-            return self._chunk[off : off + n]
+            return self.chunk[off : off + n]
         parts = []
         got = 0
         while got < n:
-            if self._off == len(self._chunk) and not self._next_chunk():
+            if self.off == len(self.chunk) and not self._next_chunk():
                 raise self._short(n - got, got)
-            take = min(n - got, len(self._chunk) - self._off)
-            parts.append(self._chunk[self._off : self._off + take])
-            self._off += take
+            take = min(n - got, len(self.chunk) - self.off)
+            parts.append(self.chunk[self.off : self.off + take])
+            self.off += take
             got += take
         self.offset += n
         return b"".join(parts)
 
     def write_to(self, fd: int, n: int) -> None:
-        off = self._off
-        if off + n <= len(self._chunk):  # the usual small file: one write from the current chunk
-            with memoryview(self._chunk) as mv:
-                written = os.write(fd, mv[off : off + n])
-            self._off = off + written
+        off = self.off
+        if off + n <= len(self.chunk):  # the usual small file: one write from the current chunk
+            written = os.write(fd, self.view[off : off + n])
+            self.off = off + written
             self.offset += written
             n -= written
             if not n:
                 return
         left = n
         while left:
-            if self._off == len(self._chunk) and not self._next_chunk():
+            if self.off == len(self.chunk) and not self._next_chunk():
                 raise self._short(left, n - left)
-            take = min(left, len(self._chunk) - self._off)
-            with memoryview(self._chunk) as mv:
-                view = mv[self._off : self._off + take]
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-            self._off += take
+            take = min(left, len(self.chunk) - self.off)
+            view = self.view[self.off : self.off + take]
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            self.off += take
             left -= take
         self.offset += n
 
     def skip(self, n: int) -> None:
         left = n
         while left:
-            if self._off == len(self._chunk) and not self._next_chunk():
+            if self.off == len(self.chunk) and not self._next_chunk():
                 raise self._short(left, n - left)
-            take = min(left, len(self._chunk) - self._off)
-            self._off += take
+            take = min(left, len(self.chunk) - self.off)
+            self.off += take
             left -= take
         self.offset += n
 
     def drain(self) -> None:
         """Read to the end: the padding after the end-of-archive blocks, and the compressed stream's trailer (a
         zstd/gzip checksum or a cut-off frame is only noticed there)."""
-        self._off = len(self._chunk)
+        self.off = len(self.chunk)
         while self._next_chunk():
-            self._off = len(self._chunk)
+            self.off = len(self.chunk)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
 
 
-def _entries(source: _Source) -> Iterator[RawHeader]:
-    """The archive's entries with PAX and GNU long-name headers folded in; the consumer reads or skips each
-    entry's data (size rounded up to a block) before asking for the next."""
-    global_pax: dict[bytes, bytes] = {}
-    pax: dict[bytes, bytes] = {}
-    long_name: bytes | None = None
-    long_link: bytes | None = None
-    while True:
-        start = source.offset
-        block = source.read_exact(BLOCK)
-        if block == ZERO_BLOCK:
-            return
+class _Headers:
+    """Folds PAX and GNU long-name headers into the entry they describe."""
+
+    def __init__(self, source: _Source) -> None:
+        self.source = source
+        self.global_pax: dict[bytes, bytes] = {}
+        self.pax: dict[bytes, bytes] = {}
+        self.long_name: bytes | None = None
+        self.long_link: bytes | None = None
+        self.pending = False  # a PAX record or GNU long name/link applies to the next entry
+
+    def entry(self, block: bytes, start: int) -> RawHeader | None:
+        """The entry `block` (read at `start`) begins, or None if it was a meta header (its data consumed); the
+        consumer reads or skips the entry's data (size rounded up to a block) before the next block."""
+        source = self.source
         try:
             hdr = parse_header(block)
         except HeaderError as e:
@@ -236,27 +240,29 @@ def _entries(source: _Source) -> Iterator[RawHeader]:
             data = source.read_exact(hdr.size)
             source.skip(-hdr.size % BLOCK)
             if flag == GNU_LONGNAME:
-                long_name = data.rstrip(b"\0")
+                self.long_name = data.rstrip(b"\0")
             elif flag == GNU_LONGLINK:
-                long_link = data.rstrip(b"\0")
+                self.long_link = data.rstrip(b"\0")
             else:
                 try:
                     records = parse_pax(data)
                 except HeaderError as e:
                     raise corrupt(f"bad PAX header at offset {start} ({e})") from None
-                (global_pax if flag == XGLTYPE else pax).update(records)
-            continue
-        records = {**global_pax, **pax} if global_pax else pax
+                (self.global_pax if flag == XGLTYPE else self.pax).update(records)
+            self.pending = True
+            return None
+        records = {**self.global_pax, **self.pax} if self.global_pax else self.pax
         if records:
             _apply_pax(hdr, records, start)
-        if long_name is not None:
-            hdr.name = long_name
-        if long_link is not None:
-            hdr.linkname = long_link
-        pax, long_name, long_link = {}, None, None
+        if self.long_name is not None:
+            hdr.name = self.long_name
+        if self.long_link is not None:
+            hdr.linkname = self.long_link
+        self.pax, self.long_name, self.long_link = {}, None, None
+        self.pending = bool(self.global_pax)
         if hdr.size < 0:
             raise corrupt(f"negative size at offset {start}")
-        yield hdr
+        return hdr
 
 
 def _apply_pax(hdr: RawHeader, records: dict[bytes, bytes], offset: int) -> None:
@@ -320,6 +326,9 @@ class _Dirs:
         self.root_fd = root_fd
         self._fds: dict[tuple[bytes, ...], int] = {}
         self._plain: dict[tuple[bytes, ...], bool] = {}
+        # parent path as it appears in clean tar names (b"usr/lib") -> (fd, plain), for the applier's fast path;
+        # emptied whenever an fd is closed or a directory's metadata changes
+        self.fast: dict[bytes, tuple[int, bool]] = {}
 
     def plain(self, parts: tuple[bytes, ...], fd: int) -> bool:
         """Whether a file created in this directory simply gets our ids and its mode minus the umask: the
@@ -336,12 +345,28 @@ class _Dirs:
             self.close()
 
     def close(self) -> None:
+        self.fast.clear()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
 
+    def changed(self, parts: tuple[bytes, ...]) -> None:
+        """The directory's owner or mode was just set: whether it is plain must be asked again."""
+        self._plain.pop(parts, None)
+        self.fast.clear()
+
+    def lookup(self, parent: bytes, entry: bytes) -> tuple[int, bool]:
+        """(fd, plain) of directory `parent` (b"" for the root), created if missing, for the fast path."""
+        self.trim()
+        parts = tuple(parent.split(b"/")) if parent else ()
+        fd = self.get(parts, entry)
+        assert fd is not None
+        found = self.fast[parent] = (fd, self.plain(parts, fd))
+        return found
+
     def forget(self, parts: tuple[bytes, ...]) -> None:
         """`parts` was removed or replaced: its fd (and its descendants') no longer name what is in dest."""
+        self.fast.clear()
         n = len(parts)
         for key in [k for k in self._fds if k[:n] == parts]:
             os.close(self._fds.pop(key))
@@ -349,6 +374,7 @@ class _Dirs:
             del self._plain[key]
 
     def adopt(self, parts: tuple[bytes, ...], fd: int) -> None:
+        self.fast.clear()
         old = self._fds.pop(parts, None)
         if old is not None:
             os.close(old)
@@ -417,22 +443,86 @@ class _Applier:
             opaque_dirs=self.opaque_dirs, file_bytes=self.file_bytes, xattr_errors=self.xattr_errors,
         )
 
-    def run(self, entries: Iterator[RawHeader], source: _Source) -> None:
+    def run(self, source: _Source) -> None:
         try:
-            for hdr in entries:
-                self.dirs.trim()
-                self.entries += 1
-                try:
-                    self._entry(hdr, source)
-                except LayerError:
-                    raise
-                except OSError as e:
-                    raise LayerError(
-                        f"cannot unpack layer entry {_describe(hdr.name)} into {self.dest}: {e.strerror or e}"
-                    ) from None
+            self._run(source)
             self._set_dir_mtimes()
         finally:
             self.dirs.close()
+
+    def _run(self, source: _Source) -> None:
+        headers = _Headers(source)
+        parse_plain = PlainFileHeaders().parse
+        dirs = self.dirs
+        fast = dirs.fast
+        euid, egid, creatable = self.euid, self.egid, self.creatable
+        open_, write, utime, close = os.open, os.write, os.utime, os.close
+        while True:
+            start = source.offset
+            block = source.read_exact(BLOCK)
+            parsed = None if headers.pending else parse_plain(block)
+            if parsed is not None:
+                name = parsed[0]
+                if (
+                    name and not name.startswith((b"/", b".")) and not name.endswith(b"/") and b"/." not in name
+                    and b"//" not in name
+                ):
+                    # The common entry, a plain file with a clean name, inlined: small files are bound by the
+                    # per-file cost. Same steps as _file (which has the comments); anything unusual goes there.
+                    _, mode, uid, gid, size, mtime = parsed
+                    slash = name.rfind(b"/")
+                    parent, base = (name[:slash], name[slash + 1 :]) if slash >= 0 else (b"", name)
+                    try:
+                        pfd, plain = fast.get(parent) or dirs.lookup(parent, name)
+                        perm = mode & 0o7777
+                        exact_mode = plain and not perm & ~creatable
+                        try:
+                            fd = open_(base, _NEW_FILE, perm if exact_mode else 0o600, dir_fd=pfd)
+                        except FileExistsError:
+                            fd = -1
+                        if fd >= 0:
+                            try:
+                                off = source.off
+                                padded = size + -size % BLOCK
+                                if off + padded <= len(source.chunk) and (
+                                    not size or write(fd, source.view[off : off + size]) == size
+                                ):
+                                    source.off = off + padded
+                                    source.offset += padded
+                                else:  # data across chunks (or a short write): the general copy
+                                    source.write_to(fd, size)
+                                    source.skip(-size % BLOCK)
+                                if not plain or uid != euid or gid != egid:
+                                    os.fchown(fd, uid, gid)
+                                if not exact_mode:
+                                    os.fchmod(fd, perm)
+                                ns = mtime * 1_000_000_000
+                                utime(fd, ns=(ns, ns))
+                            finally:
+                                close(fd)
+                            self.entries += 1
+                            self.files += 1
+                            self.file_bytes += size
+                            continue
+                    except OSError as e:
+                        raise LayerError(
+                            f"cannot unpack layer entry {_describe(name)} into {self.dest}: {e.strerror or e}"
+                        ) from None
+            if block == ZERO_BLOCK:
+                return
+            hdr = headers.entry(block, start)
+            if hdr is None:
+                continue
+            dirs.trim()
+            self.entries += 1
+            try:
+                self._entry(hdr, source)
+            except LayerError:
+                raise
+            except OSError as e:
+                raise LayerError(
+                    f"cannot unpack layer entry {_describe(hdr.name)} into {self.dest}: {e.strerror or e}"
+                ) from None
 
     def _entry(self, hdr: RawHeader, source: _Source) -> None:
         flag = hdr.typeflag
@@ -555,6 +645,7 @@ class _Applier:
     def _dir_metadata(self, hdr: RawHeader, fd: int, parts: tuple[bytes, ...]) -> None:
         os.fchown(fd, hdr.uid, hdr.gid)
         os.fchmod(fd, hdr.mode & 0o7777)
+        self.dirs.changed(parts)
         if hdr.xattrs:
             self._xattrs(hdr, fd)
         # set once the directory's contents are written (creating them changes it)
