@@ -459,7 +459,13 @@ class _Applier:
         open_, write, utime, close = os.open, os.write, os.utime, os.close
         while True:
             start = source.offset
-            block = source.read_exact(BLOCK)
+            off = source.off
+            if off + BLOCK <= len(source.chunk):  # read_exact's common case, inlined
+                block = source.chunk[off : off + BLOCK]
+                source.off = off + BLOCK
+                source.offset = start + BLOCK
+            else:
+                block = source.read_exact(BLOCK)
             parsed = None if headers.pending else parse_plain(block)
             if parsed is not None:
                 name = parsed[0]
@@ -496,8 +502,7 @@ class _Applier:
                                     os.fchown(fd, uid, gid)
                                 if not exact_mode:
                                     os.fchmod(fd, perm)
-                                ns = mtime * 1_000_000_000
-                                utime(fd, ns=(ns, ns))
+                                utime(fd, (mtime, mtime))  # whole seconds: exact, and cheaper than ns=
                             finally:
                                 close(fd)
                             self.entries += 1
