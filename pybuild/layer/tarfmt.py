@@ -82,6 +82,8 @@ class FileHeaders:
 
     def __init__(self) -> None:
         self._cache: dict[tuple[int, int, int, int], tuple[bytes, bytes, int]] = {}
+        self._last_key: tuple[int, int, int, int] | None = None
+        self._last = (b"", b"", 0)
 
     def _shared(self, mode: int, uid: int, gid: int, mtime: int) -> tuple[bytes, bytes, int]:
         ids = b"%07o\0%07o\0%07o\0" % (mode, uid, gid)
@@ -93,8 +95,11 @@ class FileHeaders:
         return entry
 
     def put(self, buf: bytearray, pos: int, name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int) -> None:
-        shared = self._cache.get((mode, uid, gid, mtime)) or self._shared(mode, uid, gid, mtime)
-        ids, mt, base = shared
+        key = (mode, uid, gid, mtime)
+        if key != self._last_key:  # files of a layer mostly come in runs that share all four
+            self._last_key = key
+            self._last = self._cache.get(key) or self._shared(mode, uid, gid, mtime)
+        ids, mt, base = self._last
         size_field = b"%011o\0" % size
         # name (<= 100 bytes) and size field are short enough for adler32's low half to be 1 + their byte sum
         checksum = base + (zlib.adler32(name) & 0xFFFF) + (zlib.adler32(size_field) & 0xFFFF) - 2
