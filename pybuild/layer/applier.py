@@ -15,6 +15,9 @@ An existing entry is replaced (directories merged), as a later layer would; the 
 damaged compressed trailer is caught. On error dest is left half-written: the caller discards it.
 
 Decompression runs in a prefetch thread (zstandard, zlib, lzma release the GIL), so it overlaps the file writes.
+Plain files with clean names, the bulk of most layers, take an inlined path in _Applier._run (small files are
+bound by per-file cost); every other entry, and any file that needs more than create/write/utime, goes through
+parse_header and _entry.
 """
 
 from __future__ import annotations
