@@ -53,3 +53,13 @@ def wait_until(predicate: Callable[[], bool], what: str, limit: float = 120) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.02)
+
+
+def assert_clean(root: Path, variable: str, token: str) -> None:
+    """No process of the test left, nothing mounted under the store at root, and the store verifies."""
+    from pybuild.store.store import Store
+
+    wait_until(lambda: not processes_with(variable, token), "the build's processes to exit")
+    assert mounts_under(root) == []
+    with Store.open(root) as store:
+        assert store.verify() == []

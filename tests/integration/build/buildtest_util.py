@@ -18,7 +18,6 @@ from pybuild.events import Event
 from pybuild.executor.engine import BuildRequest, BuildResult, build
 from pybuild.store.store import Image, Store
 from tests import support
-from tests.support import mounts_under, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 CASES = REPO / "fixtures" / "dockerfiles"
@@ -38,10 +37,7 @@ def processes_with(token: str) -> list[int]:
 
 def assert_clean(root: Path, token: str) -> None:
     """No process of ours left, no mount under the store, and the store verifies."""
-    wait_until(lambda: not processes_with(token), "the build's processes to exit")
-    assert mounts_under(root) == []
-    with Store.open(root) as store:
-        assert store.verify() == []
+    support.assert_clean(root, MARKER, token)
 
 
 # --- building ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from pybuild.events import Event, StepCached, StepDone, StepMiss, StepNote, Step
 from pybuild.executor.engine import BuildRequest, BuildResult, build
 from pybuild.store.store import Store
 from tests import support
-from tests.support import mounts_under, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 MARKER = "PYBUILD_CACHE_TEST"  # set in every build's environment; leftover processes are found by it
@@ -129,10 +128,7 @@ def processes_with(token: str) -> list[int]:
 
 def assert_store_clean(root: Path, token: str) -> None:
     """No process of this test left, nothing mounted under the store, and the store verifies."""
-    wait_until(lambda: not processes_with(token), "the build's processes to exit")
-    assert mounts_under(root) == []
-    with Store.open(root) as store:
-        assert store.verify() == []
+    support.assert_clean(root, MARKER, token)
 
 
 def statuses(steps: Sequence[Step]) -> list[str]:
