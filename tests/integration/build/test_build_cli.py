@@ -14,10 +14,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from buildtest_util import CASES, MARKER, assert_clean, image, mounts_under, wait_until, write_case
+from buildtest_util import CASES, MARKER, assert_clean, image, write_case
 
 from pybuild.store.store import Store
 from tests.conftest import run_cli
+from tests.support import mounts_under, wait_until
 
 
 def cli(root: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:

@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
-from buildtest_util import image, lib_build, mounts_under, write_case
+from buildtest_util import image, lib_build, write_case
 
 from pybuild.runtime.container import RunError, RunRequest, VolumeSpec, run
 from pybuild.store.store import Store
 from tests.conftest import run_cli
+from tests.support import mounts_under
 
 EP = {"none": "", "exec": 'ENTRYPOINT ["/bin/echo", "E"]', "shell": "ENTRYPOINT echo E"}
 CMD = {"none": "", "exec": 'CMD ["/bin/echo", "C"]', "shell": "CMD echo C"}

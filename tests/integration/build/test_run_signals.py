@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from buildtest_util import mounts_under
+from tests.support import mounts_under
 
 
 def _run(root: Path, *args: str, **kw: object) -> subprocess.Popen[str]:

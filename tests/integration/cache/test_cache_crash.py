@@ -11,7 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cachetest_util import cli, cli_popen, read_file_in_image, wait_until, write_context
+from cachetest_util import cli, cli_popen, read_file_in_image, write_context
+
+from tests.support import wait_until
 
 HANG = """\
 FROM busybox:latest
