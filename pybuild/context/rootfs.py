@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,16 @@ def _components(path: str) -> list[str]:
 def resolve_virtual(root: Path | str, path: str, *, follow_final: bool = True) -> str:
     """Resolve ``path`` inside ``root`` and return the absolute in-root path ("/" based, no symlinks left in it
     except, with ``follow_final=False``, the last component). Missing components are kept literally."""
-    root_s = os.fspath(root)
+    return _walk_in_root(os.fspath(root), path, follow_final=follow_final)
+
+
+def _walk_in_root(root: str, path: str, *, follow_final: bool = True,
+                  create: Callable[[str], None] | None = None) -> str:
+    """Walk ``path`` component by component as if ``root`` were `/`, following symlinks inside it.
+
+    Without ``create``, missing components are kept literally (resolve_virtual). With it, each missing component is
+    created by ``create(host_path)`` and every existing one must be a directory (mkdir_all).
+    """
     todo = deque(_components(path))
     done: list[str] = []
     hops = 0
@@ -41,22 +51,27 @@ def resolve_virtual(root: Path | str, path: str, *, follow_final: bool = True) -
         if not todo and not follow_final:
             done.append(comp)
             break
-        host = os.path.join(root_s, *done, comp)
+        host = os.path.join(root, *done, comp)
         try:
             st = os.lstat(host)
         except (FileNotFoundError, NotADirectoryError):
+            if create is not None:
+                create(host)
             done.append(comp)
             continue
-        if not stat.S_ISLNK(st.st_mode):
-            done.append(comp)
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise PybuildError(f"too many levels of symbolic links resolving {path!r}")
+            target = os.readlink(host)
+            if target.startswith("/"):
+                done = []
+            todo.extendleft(reversed(_components(target)))
             continue
-        hops += 1
-        if hops > MAX_SYMLINK_HOPS:
-            raise PybuildError(f"too many levels of symbolic links resolving {path!r}")
-        target = os.readlink(host)
-        if target.startswith("/"):
-            done = []
-        todo.extendleft(reversed(_components(target)))
+        if create is not None and not stat.S_ISDIR(st.st_mode):
+            where = "/" + "/".join([*done, comp])
+            raise PybuildError(f"cannot create directory {path!r}: {where!r} exists and is not a directory")
+        done.append(comp)
     return "/" + "/".join(done)
 
 
@@ -79,41 +94,16 @@ def mkdir_all(root: Path, vpath: str, *, mode: int = 0o755,
     Returns the resolved in-root path and the directories created (outermost first). New directories get ``mode``
     exactly (not masked by the umask) and ``owner`` (0:0 when None).
     """
-    todo = deque(_components(vpath))
-    done: list[str] = []
     created: list[Path] = []
-    hops = 0
-    while todo:
-        comp = todo.popleft()
-        if comp == "..":
-            if done:
-                done.pop()
-            continue
-        host = host_path(root, "/".join([*done, comp]))
-        try:
-            st = os.lstat(host)
-        except FileNotFoundError:
-            os.mkdir(host, mode)
-            os.chmod(host, mode)
-            uid, gid = owner or (0, 0)
-            os.lchown(host, uid, gid)
-            created.append(host)
-            done.append(comp)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > MAX_SYMLINK_HOPS:
-                raise PybuildError(f"too many levels of symbolic links resolving {vpath!r}")
-            target = os.readlink(host)
-            if target.startswith("/"):
-                done = []
-            todo.extendleft(reversed(_components(target)))
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            where = "/" + "/".join([*done, comp])
-            raise PybuildError(f"cannot create directory {vpath!r}: {where!r} exists and is not a directory")
-        done.append(comp)
-    return "/" + "/".join(done), created
+    uid, gid = owner or (0, 0)
+
+    def create(host: str) -> None:
+        os.mkdir(host, mode)
+        os.chmod(host, mode)
+        os.lchown(host, uid, gid)
+        created.append(Path(host))
+
+    return _walk_in_root(os.fspath(root), vpath, create=create), created
 
 
 # --------------------------------------------------------------------------------------------------------------------
