@@ -504,10 +504,7 @@ class _Builder:
                       chdir_for_mount=self.store.root)
 
     def _workdir(self, step: Step, cur: _StageResult, v: int) -> Layer | None:
-        with self.store.new_scratch_dir("workdir") as scratch:
-            upper, work = scratch / "upper", scratch / "work"
-            upper.mkdir()
-            work.mkdir()
+        with self.store.new_overlay_dirs("workdir") as (scratch, upper, work):
             run_job([self._view(cur, scratch / "root", upper, work)], "pybuild.executor.fsjobs:workdir",
                     {"path": step.workdir, "user": step.user})
             return self._commit(upper, cur.chain_id, v)
@@ -531,10 +528,7 @@ class _Builder:
         inst = step.instruction
         assert isinstance(inst, ins.Copy | ins.Add)
         word = "COPY" if isinstance(inst, ins.Copy) else "ADD"
-        with self.store.new_scratch_dir("copy") as scratch:
-            upper, work = scratch / "upper", scratch / "work"
-            upper.mkdir()
-            work.mkdir()
+        with self.store.new_overlay_dirs("copy") as (scratch, upper, work):
             # --link copies into an empty tree that becomes its own layer, independent of what is below it.
             dest_view = (FsView(mountpoint=scratch / "root", upper_dir=upper, work_dir=work) if inst.link
                          else self._view(cur, scratch / "root", upper, work))
@@ -599,10 +593,7 @@ class _Builder:
                 tail.append(line)
                 self.sink.emit(StepLog(v, line, time.monotonic() - t0))
 
-        with self.store.new_scratch_dir("run") as scratch, contextlib.ExitStack() as locks:
-            upper, work = scratch / "upper", scratch / "work"
-            upper.mkdir()
-            work.mkdir()
+        with self.store.new_overlay_dirs("run") as (scratch, upper, work), contextlib.ExitStack() as locks:
             who = resolve_image_user(self._view(cur, scratch / "user-view"), step.user)
             argv, extra_mounts = run_argv(inst, step.shell, scratch)
             env = dict(step.env)

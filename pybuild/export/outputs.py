@@ -67,10 +67,6 @@ def write_output(store: Store, image: Image, spec: OutputSpec) -> None:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise PybuildError(f"cannot create --output dest {spec.dest}: {e.strerror or e}") from None
-    lowers: list[str] = []
-    if image.top_chain_id is not None:
-        store.ensure_unpacked(image.top_chain_id)
-        lowers = store.lower_dirs(image.top_chain_id)
     with store.new_scratch_dir("export") as scratch:
-        view = FsView(scratch / "rootfs", lower_dirs=lowers, chdir_for_mount=store.root)
+        view = FsView(scratch / "rootfs", lower_dirs=store.image_lower_dirs(image), chdir_for_mount=store.root)
         run_job([view], "pybuild.executor.fsjobs:export_tree", {"dest": str(dest)})

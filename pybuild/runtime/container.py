@@ -109,9 +109,7 @@ def run(store: Store, request: RunRequest, *, forward_signals: bool = False) -> 
         image = store.resolve(request.image)
     except PybuildError as e:
         raise RunError(e.message, hint=e.hint) from None
-    if image.top_chain_id is not None:
-        store.ensure_unpacked(image.top_chain_id)
-    lowers = store.lower_dirs(image.top_chain_id) if image.top_chain_id else []
+    lowers = store.image_lower_dirs(image)
     cfg = image.config.config
     argv = container_argv(cfg, request.command, request.entrypoint)
     env = dict(e.partition("=")[::2] for e in cfg.env)
@@ -122,10 +120,7 @@ def run(store: Store, request: RunRequest, *, forward_signals: bool = False) -> 
     if request.tty:
         env.setdefault("TERM", "xterm")
     user = request.user if request.user is not None else cfg.user
-    with store.new_scratch_dir("container") as scratch:
-        upper, work = scratch / "upper", scratch / "work"
-        upper.mkdir()
-        work.mkdir()
+    with store.new_overlay_dirs("container") as (scratch, upper, work):
         view = FsView(scratch / "user-view", lower_dirs=lowers, chdir_for_mount=store.root)
         try:
             who = resolve_image_user(view, user)

@@ -667,6 +667,23 @@ class Store:
         finally:
             remove_tree(path)
 
+    @contextlib.contextmanager
+    def new_overlay_dirs(self, kind: str = "scratch") -> Iterator[tuple[Path, Path, Path]]:
+        """:meth:`new_scratch_dir` holding empty ``upper`` and ``work`` dirs: yields (scratch, upper, work)."""
+        with self.new_scratch_dir(kind) as scratch:
+            upper, work = scratch / "upper", scratch / "work"
+            upper.mkdir()
+            work.mkdir()
+            yield scratch, upper, work
+
+    def image_lower_dirs(self, image: Image) -> list[str]:
+        """The image's layers as overlay lowerdirs (see :meth:`lower_dirs`), unpacking what is not yet; [] for an
+        image with no layers."""
+        if image.top_chain_id is None:
+            return []
+        self.ensure_unpacked(image.top_chain_id)
+        return self.lower_dirs(image.top_chain_id)
+
     @property
     def cache(self) -> CacheIndex:
         """The build cache's records (see pybuild.store.cache)."""
