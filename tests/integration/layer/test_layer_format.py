@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from pybuild.layer import (
     detect_compression,
     open_decompressed,
     write_layer,
+    writer,
 )
 
 pytestmark = pytest.mark.root
@@ -207,3 +209,64 @@ def test_other_compressions_and_tools_apply(tmp_path: Path) -> None:
 def test_source_must_be_a_directory(tmp_path: Path) -> None:
     with pytest.raises(LayerError, match="cannot read layer source"):
         write_layer(tmp_path / "missing", io.BytesIO())
+
+
+def _several_buffers(root: Path) -> Path:
+    """A tree whose tar spans several of the writer's buffers: a big file across them, many small files after."""
+    root.mkdir()
+    (root / "big.bin").write_bytes(os.urandom(3 * writer.BUF_SIZE + 12345))
+    (root / "text").mkdir()
+    for i in range(3000):  # compressible, so that compressing is slower than walking
+        (root / "text" / f"f{i:04}").write_text(f"line {i}\n" * (i % 97))
+    return root
+
+
+def test_big_layers_are_zstd_frames_any_reader_takes(tmp_path: Path) -> None:
+    src = _several_buffers(tmp_path / "src")
+    plain, _ = _write(src)
+    zst, info = _write(src, Compression.ZSTD)
+    assert len(plain) > 4 * writer.BUF_SIZE
+    assert zst.count(b"\x28\xb5\x2f\xfd") >= len(plain) // writer.BUF_SIZE  # one frame per buffer of tar
+    assert info.diff_id == "sha256:" + hashlib.sha256(plain).hexdigest()
+    (tmp_path / "layer.tar.zst").write_bytes(zst)
+    out = subprocess.run(["zstd", "-d", "-c", tmp_path / "layer.tar.zst"], capture_output=True, check=True)
+    assert out.stdout == plain
+    assert open_decompressed(io.BytesIO(zst)).read() == plain
+    apply_layer(io.BytesIO(zst), tmp_path / "dest")
+    assert (tmp_path / "dest/big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    assert (tmp_path / "dest/text/f2999").read_text() == (src / "text/f2999").read_text()
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 16])
+def test_bytes_do_not_depend_on_the_number_of_cpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpus: int
+) -> None:
+    src = _several_buffers(tmp_path / "src")
+    expected = {c: _write(src, c) for c in Compression}
+    monkeypatch.setattr(writer.os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    monkeypatch.setattr(writer, "N_BUFFERS", 2)  # few buffers: the walking thread waits, and helps compress
+    for compression in Compression:
+        assert _write(src, compression) == expected[compression]
+
+
+class _FailingOut(io.RawIOBase):
+    def __init__(self, after: int) -> None:
+        self.left = after
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: object) -> int:
+        n = len(memoryview(b))  # type: ignore[arg-type]
+        if n > self.left:
+            raise OSError(28, "No space left on device")
+        self.left -= n
+        return n
+
+
+@pytest.mark.parametrize("compression", list(Compression))
+def test_write_errors_stop_the_commit_with_one_message(tmp_path: Path, compression: Compression) -> None:
+    src = _several_buffers(tmp_path / "src")
+    with pytest.raises(LayerError, match="cannot write layer: No space left on device"):
+        write_layer(src, _FailingOut(after=writer.BUF_SIZE), compression)  # type: ignore[arg-type]
+    assert not [t for t in threading.enumerate() if t.name == "layer-writer"]
