@@ -114,7 +114,7 @@ class _Source:
         self.view = memoryview(self.chunk)
         self.off = 0
         self._eof = False
-        self.offset = 0  # bytes of tar consumed, for error messages
+        self._chunk_start = 0  # the tar offset of chunk[0]
         self._thread = threading.Thread(target=self._pump, name="layer-prefetch", daemon=True)
         self._thread.start()
 
@@ -148,29 +148,33 @@ class _Source:
             if isinstance(item, LayerError):
                 raise item
             raise corrupt(f"cannot read the layer stream ({item})")
+        self._chunk_start += len(self.chunk)
         self.chunk, self.off = item, 0
         self.view = memoryview(item)
         return True
 
-    def _short(self, wanted: int, got: int) -> LayerError:
-        return corrupt(f"unexpected end of data at offset {self.offset + got} (wanted {wanted} more bytes)")
+    @property
+    def offset(self) -> int:
+        """Bytes of tar consumed, for error messages."""
+        return self._chunk_start + self.off
+
+    def _short(self, wanted: int) -> LayerError:
+        return corrupt(f"unexpected end of data at offset {self.offset} (wanted {wanted} more bytes)")
 
     def read_exact(self, n: int) -> bytes:
         off = self.off
         if off + n <= len(self.chunk):
             self.off = off + n
-            self.offset += n
             return self.chunk[off : off + n]
         parts = []
         got = 0
         while got < n:
             if self.off == len(self.chunk) and not self._next_chunk():
-                raise self._short(n - got, got)
+                raise self._short(n - got)
             take = min(n - got, len(self.chunk) - self.off)
             parts.append(self.chunk[self.off : self.off + take])
             self.off += take
             got += take
-        self.offset += n
         return b"".join(parts)
 
     def write_to(self, fd: int, n: int) -> None:
@@ -178,14 +182,13 @@ class _Source:
         if off + n <= len(self.chunk):  # the usual small file: one write from the current chunk
             written = os.write(fd, self.view[off : off + n])
             self.off = off + written
-            self.offset += written
             n -= written
             if not n:
                 return
         left = n
         while left:
             if self.off == len(self.chunk) and not self._next_chunk():
-                raise self._short(left, n - left)
+                raise self._short(left)
             take = min(left, len(self.chunk) - self.off)
             view = self.view[self.off : self.off + take]
             while view:
@@ -193,17 +196,15 @@ class _Source:
                 view = view[written:]
             self.off += take
             left -= take
-        self.offset += n
 
     def skip(self, n: int) -> None:
         left = n
         while left:
             if self.off == len(self.chunk) and not self._next_chunk():
-                raise self._short(left, n - left)
+                raise self._short(left)
             take = min(left, len(self.chunk) - self.off)
             self.off += take
             left -= take
-        self.offset += n
 
     def drain(self) -> None:
         """Read to the end: the padding after the end-of-archive blocks, and the compressed stream's trailer (a
@@ -300,6 +301,13 @@ def _umask() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _is_clean(name: bytes) -> bool:
+    """A relative name with no empty, `.` or `..` part and no trailing slash (most names in a layer)."""
+    return bool(name) and not name.startswith((b"/", b".")) and not name.endswith(b"/") and b"/." not in name and (
+        b"//" not in name
+    )
 
 
 def _describe(name: bytes) -> str:
@@ -454,35 +462,51 @@ class _Applier:
             self.dirs.close()
 
     def _run(self, source: _Source) -> None:
+        files = file_bytes = 0
+        try:
+            files, file_bytes = self._run_entries(source)
+        finally:
+            self.entries += files
+            self.files += files
+            self.file_bytes += file_bytes
+
+    def _run_entries(self, source: _Source) -> tuple[int, int]:
+        """Apply every entry; returns (files, bytes) of the plain files taken by the fast path (the other entries
+        count themselves)."""
         headers = _Headers(source)
         parse_plain = PlainFileHeaders().parse
         dirs = self.dirs
         fast = dirs.fast
         euid, egid, creatable = self.euid, self.egid, self.creatable
         open_, write, utime, close = os.open, os.write, os.utime, os.close
+        files = file_bytes = 0
         while True:
-            start = source.offset
             off = source.off
-            if off + BLOCK <= len(source.chunk):  # read_exact's common case, inlined
-                block = source.chunk[off : off + BLOCK]
-                source.off = off + BLOCK
-                source.offset = start + BLOCK
+            chunk = source.chunk
+            if off + BLOCK <= len(chunk):  # read_exact's common case, inlined
+                block = chunk[off : off + BLOCK]
+                off += BLOCK
+                source.off = off
             else:
                 block = source.read_exact(BLOCK)
+                chunk, off = source.chunk, source.off
             parsed = None if headers.pending else parse_plain(block)
             if parsed is not None:
-                name = parsed[0]
-                if (
-                    name and not name.startswith((b"/", b".")) and not name.endswith(b"/") and b"/." not in name
-                    and b"//" not in name
-                ):
-                    # The common entry, a plain file with a clean name, inlined: small files are bound by the
-                    # per-file cost. Same steps as _file (which has the comments); anything unusual goes there.
-                    _, mode, uid, gid, size, mtime = parsed
-                    slash = name.rfind(b"/")
-                    parent, base = (name[:slash], name[slash + 1 :]) if slash >= 0 else (b"", name)
-                    try:
-                        pfd, plain = fast.get(parent) or dirs.lookup(parent, name)
+                # The common entry, a plain file with a clean name, inlined: small files are bound by the per-file
+                # cost. Same steps as _file (which has the comments); anything unusual goes there. `fast` only
+                # holds parents of names that passed _is_clean, so for those only the base name is left to check.
+                name, mode, uid, gid, size, mtime = parsed
+                slash = name.rfind(b"/")
+                if slash >= 0:
+                    parent, base = name[:slash], name[slash + 1 :]
+                else:
+                    parent, base = b"", name
+                try:
+                    found = fast.get(parent)
+                    if found is None and _is_clean(name):
+                        found = dirs.lookup(parent, name)
+                    if found is not None and base and base[0] != 0x2E:  # not "", ".*" (hidden, .wh.*)
+                        pfd, plain = found
                         perm = mode & 0o7777
                         exact_mode = plain and not perm & ~creatable
                         try:
@@ -491,13 +515,11 @@ class _Applier:
                             fd = -1
                         if fd >= 0:
                             try:
-                                off = source.off
                                 padded = size + -size % BLOCK
-                                if off + padded <= len(source.chunk) and (
+                                if off + padded <= len(chunk) and (
                                     not size or write(fd, source.view[off : off + size]) == size
                                 ):
                                     source.off = off + padded
-                                    source.offset += padded
                                 else:  # data across chunks (or a short write): the general copy
                                     source.write_to(fd, size)
                                     source.skip(-size % BLOCK)
@@ -508,17 +530,16 @@ class _Applier:
                                 utime(fd, (mtime, mtime))  # whole seconds: exact, and cheaper than ns=
                             finally:
                                 close(fd)
-                            self.entries += 1
-                            self.files += 1
-                            self.file_bytes += size
+                            files += 1
+                            file_bytes += size
                             continue
-                    except OSError as e:
-                        raise LayerError(
-                            f"cannot unpack layer entry {_describe(name)} into {self.dest}: {e.strerror or e}"
-                        ) from None
+                except OSError as e:
+                    raise LayerError(
+                        f"cannot unpack layer entry {_describe(name)} into {self.dest}: {e.strerror or e}"
+                    ) from None
             if block == ZERO_BLOCK:
-                return
-            hdr = headers.entry(block, start)
+                return files, file_bytes
+            hdr = headers.entry(block, source.offset - BLOCK)
             if hdr is None:
                 continue
             dirs.trim()

@@ -246,21 +246,32 @@ def parse_header(block: bytes) -> RawHeader:
 class PlainFileHeaders:
     """A fast reading of the most common header: a regular file (typeflag '0') in POSIX ustar form with no name
     prefix, octal numbers and a "%06o\\0 " checksum, as we and Go's archive/tar write it. The fields files share
-    (mode and ids, mtime) are decoded once per distinct value. Anything else, including a bad checksum, gives
-    None: parse_header then decides (and reports)."""
+    are decoded once per distinct value: mode and ids, mtime, and everything from the typeflag on (the "tail":
+    typeflag, link name, magic, user/group names, device numbers, prefix), which is checked and summed once.
+    Anything else, including a bad checksum, gives None: parse_header then decides (and reports)."""
 
     def __init__(self) -> None:
         self._ids: dict[bytes, tuple[int, int, int]] = {}
         self._mtimes: dict[bytes, int] = {}
+        self._tail = b""
+        # the checksum minus the first 148 bytes' sum: the tail's sum plus the checksum field counted as spaces;
+        # adler32's low half is 1 + the byte sum (exact for 148 bytes), hence the - 1
+        self._tail_add = 0
+
+    def _new_tail(self, block: bytes) -> bool:
+        if block[156] != 0x30 or block[345] or block[257:263] != b"ustar\0":
+            return False
+        self._tail = block[156:]
+        self._tail_add = sum(self._tail) + 8 * 0x20 - 1
+        return True
 
     def parse(self, block: bytes) -> tuple[bytes, int, int, int, int, int] | None:
         """(name, mode, uid, gid, size, mtime), or None."""
-        if block[156] != 0x30 or block[345] or block[257:263] != b"ustar\0" or block[135] not in (0, 0x20):
+        if block[156:] != self._tail and not self._new_tail(block):
             return None
-        chk = block[148:156]
-        # the checksum counts its own field as spaces; the pieces are short enough for adler32's exact sums
-        total = (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
-        if chk != b"%06o\0 " % (total - (zlib.adler32(chk) & 0xFFFF) + 1 + 8 * 0x20):
+        if block[135] not in (0, 0x20) or (
+            block[148:156] != b"%06o\0 " % ((zlib.adler32(block[:148]) & 0xFFFF) + self._tail_add)
+        ):
             return None
         try:
             size = int(block[124:135], 8)
@@ -280,11 +291,8 @@ class PlainFileHeaders:
             return None
         if size < 0:
             return None
-        name = block[:100]
-        end = name.find(0)
-        if end >= 0:
-            name = name[:end]
-        return name, ids[0], ids[1], ids[2], size, mtime
+        end = block.find(0, 0, 100)
+        return block[: end if end >= 0 else 100], ids[0], ids[1], ids[2], size, mtime
 
 
 def parse_pax(data: bytes) -> dict[bytes, bytes]:
