@@ -51,6 +51,7 @@ from pybuild.layer.tarfmt import (
 BUF_SIZE = 2 << 20  # also the tar bytes in each zstd frame: changing it changes every zstd layer's digest
 N_BUFFERS = 8
 MAX_WORKERS = 4
+DEFER_MIN = 256 << 10  # files this big are read by the thread that compresses them (see _OpenFile)
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 6
 
@@ -78,12 +79,15 @@ def write_layer(
     sink = _HashingSink(out)
     diff_hash = None if compression is Compression.NONE else hashlib.sha256()
     pipeline = _Pipeline(sink, diff_hash, compression)
+    tar: _TarStream | None = None
     try:
         tar = _TarStream(pipeline)
         _Walker(tar, src, source_date_epoch).walk(root_fd, b"")
         tar.write(END_OF_ARCHIVE)
         tar.flush()
     except BaseException:
+        if tar is not None:
+            tar.discard()
         pipeline.abort()
         raise
     finally:
@@ -112,12 +116,13 @@ class _HashingSink:
 class _Frame:
     """One buffer of the tar on its way out."""
 
-    __slots__ = ("buf", "index", "size")
+    __slots__ = ("buf", "fills", "index", "size")
 
-    def __init__(self, index: int, buf: bytearray, size: int) -> None:
+    def __init__(self, index: int, buf: bytearray, size: int, fills: list[_Fill]) -> None:
         self.index = index
         self.buf = buf
         self.size = size
+        self.fills = fills
 
 
 class _Pipeline:
@@ -179,10 +184,12 @@ class _Pipeline:
                 except queue.Empty:
                     pass
 
-    def submit(self, buf: bytearray, n: int) -> None:
+    def submit(self, buf: bytearray, n: int, fills: list[_Fill]) -> None:
         if self._error is not None:
+            for _, _, file, _ in fills:
+                file.release()
             self._raise()
-        frame = _Frame(self._submitted, buf, n)
+        frame = _Frame(self._submitted, buf, n, fills)
         self._submitted += 1
         with self._jobs_cv:
             self._jobs.append(frame)
@@ -247,6 +254,16 @@ class _Pipeline:
     def _process(self, frame: _Frame) -> None:
         try:
             with memoryview(frame.buf) as mv, mv[: frame.size] as data:
+                for i, (pos, n, file, offset) in enumerate(frame.fills):
+                    try:
+                        if self._error is None:
+                            file.read_into(data[pos : pos + n], offset)
+                    except BaseException:
+                        for _, _, rest, _ in frame.fills[i + 1 :]:
+                            rest.release()
+                        raise
+                    finally:
+                        file.release()
                 out = self._prepare(data) if self._error is None else b""
                 if self._diff_hash is not None:
                     self._wait_turn(self._diff_turn, frame.index)
@@ -288,18 +305,21 @@ class _Pipeline:
 
 
 class _TarStream:
-    """The uncompressed tar as it is produced: small pieces are packed into the current pool buffer, file data is
-    read straight into it."""
+    """The uncompressed tar as it is produced: small pieces are packed into the current pool buffer, small files
+    are read straight into it, and the data of bigger ones is left as *fills* for the thread that processes the
+    buffer to read (see _OpenFile)."""
 
     def __init__(self, pipeline: _Pipeline) -> None:
         self._pipeline = pipeline
         self.buf = pipeline.get_buffer()
         self.mv = memoryview(self.buf)
         self.pos = 0
+        self.fills: list[_Fill] = []
 
     def _next_buffer(self) -> None:
         self.mv.release()
-        self._pipeline.submit(self.buf, self.pos)
+        fills, self.fills = self.fills, []
+        self._pipeline.submit(self.buf, self.pos, fills)
         self.buf = self._pipeline.get_buffer()
         self.mv = memoryview(self.buf)
         self.pos = 0
@@ -326,28 +346,93 @@ class _TarStream:
         """Copy exactly `size` bytes of `fd` (plus the block padding) into the stream."""
         if start:  # the walk already wrote the header in place and maybe some data: restart the data
             self.pos += BLOCK
-            os.lseek(fd, 0, os.SEEK_SET)
-        left = size
-        while left:
-            if self.pos == BUF_SIZE:
-                self._next_buffer()
-            room = min(BUF_SIZE - self.pos, left)
-            n = os.readv(fd, [self.mv[self.pos : self.pos + room]])
-            if n == 0:
-                raise LayerError(f"{os.fsdecode(path)} shrank while being archived (expected {size} bytes)")
-            self.pos += n
-            left -= n
+        if size >= DEFER_MIN:
+            self._defer_file(fd, size, path)
+        else:
+            left = size
+            while left:
+                if self.pos == BUF_SIZE:
+                    self._next_buffer()
+                room = min(BUF_SIZE - self.pos, left)
+                n = os.preadv(fd, [self.mv[self.pos : self.pos + room]], size - left)
+                if n == 0:
+                    raise _shrank(path, size)
+                self.pos += n
+                left -= n
         pad = padding(size)
         if pad:
             self.write(_ZEROS[:pad])
 
+    def _defer_file(self, fd: int, size: int, path: bytes) -> None:
+        file = _OpenFile(fd, path, size)
+        try:
+            offset = 0
+            while offset < size:
+                if self.pos == BUF_SIZE:
+                    self._next_buffer()
+                room = min(BUF_SIZE - self.pos, size - offset)
+                file.hold()
+                self.fills.append((self.pos, room, file, offset))
+                self.pos += room
+                offset += room
+        finally:
+            file.release()  # the walk's own hold
+
     def flush(self) -> None:
         self.mv.release()
         if self.pos:
-            self._pipeline.submit(self.buf, self.pos)
+            fills, self.fills = self.fills, []
+            self._pipeline.submit(self.buf, self.pos, fills)
         self.buf = bytearray()
         self.mv = memoryview(self.buf)
         self.pos = 0
+
+    def discard(self) -> None:
+        """After a failure: let go of the files left to read in the unsubmitted buffer."""
+        for _, _, file, _ in self.fills:
+            file.release()
+        self.fills = []
+
+
+def _shrank(path: bytes, size: int) -> LayerError:
+    return LayerError(f"{os.fsdecode(path)} shrank while being archived (expected {size} bytes)")
+
+
+class _OpenFile:
+    """A file whose data the pipeline's threads read into the buffers themselves, so that a big file is read on
+    the CPU that then compresses and hashes it, rather than all on the walking thread. Its own duplicate of the
+    descriptor (the walk closes its fd right away) is closed when the last piece has been read."""
+
+    __slots__ = ("fd", "holds", "lock", "path", "size")
+
+    def __init__(self, fd: int, path: bytes, size: int) -> None:
+        self.fd = os.dup(fd)
+        self.path = path
+        self.size = size
+        self.holds = 1
+        self.lock = threading.Lock()
+
+    def hold(self) -> None:
+        with self.lock:
+            self.holds += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self.holds -= 1
+            last = not self.holds
+        if last:
+            os.close(self.fd)
+
+    def read_into(self, view: memoryview, offset: int) -> None:
+        while view:
+            n = os.preadv(self.fd, [view], offset)
+            if n == 0:
+                raise _shrank(self.path, self.size)
+            view = view[n:]
+            offset += n
+
+
+_Fill = tuple[int, int, _OpenFile, int]  # (position in the buffer, length, file, offset in the file)
 
 
 class _Walker:

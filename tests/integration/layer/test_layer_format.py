@@ -243,7 +243,7 @@ def test_bytes_do_not_depend_on_the_number_of_cpus(
 ) -> None:
     src = _several_buffers(tmp_path / "src")
     expected = {c: _write(src, c) for c in Compression}
-    monkeypatch.setattr(writer.os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cpus)))
     monkeypatch.setattr(writer, "N_BUFFERS", 2)  # few buffers: the walking thread waits, and helps compress
     for compression in Compression:
         assert _write(src, compression) == expected[compression]
@@ -264,9 +264,42 @@ class _FailingOut(io.RawIOBase):
         return n
 
 
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
 @pytest.mark.parametrize("compression", list(Compression))
 def test_write_errors_stop_the_commit_with_one_message(tmp_path: Path, compression: Compression) -> None:
     src = _several_buffers(tmp_path / "src")
+    fds = _open_fds()
     with pytest.raises(LayerError, match="cannot write layer: No space left on device"):
         write_layer(src, _FailingOut(after=writer.BUF_SIZE), compression)  # type: ignore[arg-type]
     assert not [t for t in threading.enumerate() if t.name == "layer-writer"]
+    assert _open_fds() <= fds  # the big file's descriptor, handed to the workers, is closed too
+
+
+@pytest.mark.parametrize("size", [1000, 5 * writer.DEFER_MIN])  # read by the walk / by the workers
+def test_a_file_shrinking_while_archived_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"a" * size)
+    (src / "b").write_bytes(b"b" * 10)
+    target = os.stat(src / "a").st_ino
+    real_fstat = os.fstat
+
+    def fstat_before_truncation(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        if st.st_ino != target:
+            return st
+        # the size the walk saw when it looked, before somebody truncated the file
+        in_tuple = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size")
+        extra = {k: getattr(st, k) for k in dir(st) if k.startswith("st_") and k not in in_tuple}
+        return os.stat_result((*st[:6], size + 4096, *st[7:10]), extra)
+
+    monkeypatch.setattr(os, "fstat", fstat_before_truncation)
+    fds = _open_fds()
+    with pytest.raises(LayerError, match=r"a shrank while being archived \(expected \d+ bytes\)"):
+        write_layer(src, io.BytesIO())
+    assert _open_fds() <= fds
