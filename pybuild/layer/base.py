@@ -46,6 +46,7 @@ class LayerInfo:
     diff_id: str  # "sha256:<hex>" of the uncompressed tar
     size: int  # bytes written to `out`
     media_type: str
+    file_bytes: int = 0  # regular files' content in the tree (hard links once): what the tree takes unpacked
 
 
 @dataclass(frozen=True)

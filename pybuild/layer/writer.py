@@ -82,7 +82,8 @@ def write_layer(
     tar: _TarStream | None = None
     try:
         tar = _TarStream(pipeline)
-        _Walker(tar, src, source_date_epoch).walk(root_fd, b"")
+        walker = _Walker(tar, src, source_date_epoch)
+        walker.walk(root_fd, b"")
         tar.write(END_OF_ARCHIVE)
         tar.flush()
     except BaseException:
@@ -95,7 +96,9 @@ def write_layer(
     pipeline.close()  # re-raises a worker's error (e.g. ENOSPC writing `out`)
     digest = "sha256:" + sink.hash.hexdigest()
     diff_id = digest if diff_hash is None else "sha256:" + diff_hash.hexdigest()
-    return LayerInfo(digest=digest, diff_id=diff_id, size=sink.size, media_type=compression.media_type)
+    return LayerInfo(
+        digest=digest, diff_id=diff_id, size=sink.size, media_type=compression.media_type, file_bytes=walker.file_bytes
+    )
 
 
 class _HashingSink:
@@ -442,6 +445,7 @@ class _Walker:
         self.sde = source_date_epoch
         self.links: dict[tuple[int, int], bytes] = {}
         self.headers = FileHeaders()
+        self.file_bytes = 0  # regular files' data archived
 
     def _mtime(self, st: os.stat_result) -> int:
         mtime = st.st_mtime_ns // 1_000_000_000
@@ -466,6 +470,7 @@ class _Walker:
         sde = self.sde
         open_, fstat, listxattr, readv, close = os.open, os.fstat, os.listxattr, os.readv, os.close
         buf, mv, pos = tar.buf, tar.mv, tar.pos
+        file_bytes = 0
         for bname, entry in entries:
             path = prefix + bname
             try:
@@ -500,10 +505,12 @@ class _Walker:
                             tar.pos = pos
                             tar.copy_file(fd, size, path, start=True)
                             buf, mv, pos = tar.buf, tar.mv, tar.pos
+                            file_bytes += size
                             continue
                         pad = -size % BLOCK
                         buf[end : end + pad] = _ZEROS[:pad]
                         pos = end + pad
+                        file_bytes += size
                     else:
                         tar.pos = pos
                         self._file_slow(fd, st, self._mtime(st), path)
@@ -515,6 +522,7 @@ class _Walker:
             except OSError as e:
                 raise self._fail(path, e) from None
         tar.pos = pos
+        self.file_bytes += file_bytes
 
     def _xattrs(self, target: int | str) -> tuple[list[tuple[bytes, bytes]], dict[str, bytes]]:
         """(xattrs for the tar, overlay's own xattrs) of an fd or a /proc/self/fd path."""
@@ -587,6 +595,7 @@ class _Walker:
         size = st.st_size
         self.tar.write(encode_entry(path, mode, st.st_uid, st.st_gid, size, mtime, REGTYPE, xattrs=xattrs))
         self.tar.copy_file(fd, size, path)
+        self.file_bytes += size
 
     def _whiteout(self, path: bytes, st: os.stat_result, mtime: int) -> None:
         slash = path.rfind(b"/") + 1

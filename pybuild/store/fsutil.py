@@ -14,6 +14,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -250,6 +251,8 @@ def dir_size(path: Path) -> int:
             try:
                 st = os.lstat(os.path.join(dirpath, name))
             except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):  # os.walk lists symlinks, fifos, devices among files
                 continue
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)

@@ -577,7 +577,7 @@ class Store:
             if row[4]:
                 remove_tree(src_dir)  # an identical layer is already unpacked
             else:
-                size = dir_size(src_dir)
+                size = info.file_bytes  # what dir_size(src_dir) would add up, without a second walk
                 staged = self._tmp("diff")
                 try:
                     os.rename(src_dir, staged)

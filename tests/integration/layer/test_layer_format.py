@@ -303,3 +303,11 @@ def test_a_file_shrinking_while_archived_is_an_error(
     with pytest.raises(LayerError, match=r"a shrank while being archived \(expected \d+ bytes\)"):
         write_layer(src, io.BytesIO())
     assert _open_fds() <= fds
+
+
+def test_file_bytes_is_what_the_tree_takes(tmp_path: Path) -> None:
+    from pybuild.store.fsutil import dir_size
+
+    for src in (_tree(tmp_path / "tree"), _several_buffers(tmp_path / "several")):
+        for compression in Compression:
+            assert _write(src, compression)[1].file_bytes == dir_size(src) > 0
