@@ -47,6 +47,27 @@ def atomic_write(path: Path, data: bytes, tmp_dir: Path, prefix: str) -> None:
     fsync_dir(path.parent)
 
 
+def atomic_create(path: Path, data: bytes, tmp_dir: Path, prefix: str) -> bool:
+    """Like atomic_write, but never replaces an existing path (another process may have made it, and changed it,
+    since we looked): False when path already existed."""
+    tmp = tmp_dir / f"{prefix}-{secrets.token_hex(8)}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
+    return True
+
+
 def rename_noreplace(src: Path, dst: Path) -> bool:
     """Rename a directory into place unless dst already exists; False (src untouched) when it does."""
     try:

@@ -67,6 +67,7 @@ from pybuild.store import db as dbmod
 from pybuild.store.fsutil import (
     FileLock,
     Owner,
+    atomic_create,
     atomic_write,
     clean_stale_temp,
     dir_size,
@@ -264,13 +265,15 @@ class Store:
         except OSError as e:
             raise PybuildError(f"cannot create the store at {root}: {e.strerror}", hint="pick another --root") from None
         tmp = root / "tmp"
-        if not (root / "oci-layout").exists():
-            atomic_write(root / "oci-layout", canonical_json({"imageLayoutVersion": MT_OCI_LAYOUT_VERSION}), tmp,
-                         "oci-layout")
-        if not (root / "index.json").exists():
-            atomic_write(root / "index.json", Index().to_json(), tmp, "index")
+        # Claim a temp namespace first: a process opening the store at the same time sweeps every temp file
+        # that no live owner claims, and would take our half-written layout files for debris.
         owner = Owner(tmp)
         try:
+            if not (root / "oci-layout").exists():
+                atomic_write(root / "oci-layout", canonical_json({"imageLayoutVersion": MT_OCI_LAYOUT_VERSION}),
+                             tmp, f"{owner.token}-oci-layout")
+            if not (root / "index.json").exists():
+                atomic_create(root / "index.json", Index().to_json(), tmp, f"{owner.token}-index")
             conn = dbmod.connect(root / "pybuild.db")
         except sqlite3.DatabaseError as e:
             owner.close()
