@@ -126,12 +126,16 @@ class CacheIndex:
         elif keep_storage is not None:
             kept = 0
             doomed = []
+            # A record's size is the layer it added on top of chain_id (0 when it added none); records that
+            # produced the same layer share its bytes, so they count once.
+            counted: set[str] = set()
             for r in recs:
-                if older_than is not None and now - r.last_used < older_than:
-                    kept += r.size
-                    continue
-                if kept + r.size <= keep_storage:
-                    kept += r.size
+                cost = r.size if r.size and r.chain_id not in counted else 0
+                young = older_than is not None and now - r.last_used < older_than
+                if young or kept + cost <= keep_storage:
+                    kept += cost
+                    if r.size and r.chain_id is not None:
+                        counted.add(r.chain_id)
                 else:
                     doomed.append(r.key)
         else:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -118,3 +119,19 @@ def test_filter_until_and_default_age(cache_store: Path, tmp_path: Path) -> None
     cli(cache_store, "store", "verify")
     bad = cli(cache_store, "cache", "prune", "--filter", "since=1h", check=False)
     assert bad.returncode != 0 and "until=DURATION" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_keep_storage_counts_a_layer_records_share_once(cache_store: Path, tmp_path: Path) -> None:
+    # The RUN's key changes with WHO, its result does not (cp -p keeps the mtime): two records, one layer.
+    dockerfile = "FROM busybox:latest\nCOPY blob.bin /blob.bin\nARG WHO\nRUN cp -p /blob.bin /copy.bin\n"
+    ctx = write_context(tmp_path, dockerfile, {"blob.bin": os.urandom(1_000_000)})
+    build(cache_store, ctx, "share:a", "--build-arg", "WHO=a")
+    build(cache_store, ctx, "share:b", "--build-arg", "WHO=b")
+    with sqlite3.connect(cache_store / "pybuild.db") as db:
+        runs = db.execute("SELECT chain_id, size FROM cache WHERE instruction LIKE 'RUN cp%'").fetchall()
+    assert len(runs) == 2 and runs[0] == runs[1] and runs[0][1] > 900_000
+    # COPY's 1 MB + the RUN's 1 MB, once: everything fits in 2.5 MB
+    assert removed(cli(cache_store, "cache", "prune", "--keep-storage", "2.5MB").stdout) == 0
+    # the RUN records (most recently used) keep their shared 1 MB; COPY's record no longer fits
+    assert removed(cli(cache_store, "cache", "prune", "--keep-storage", "1.5MB").stdout) == 1
+    cli(cache_store, "store", "verify")
