@@ -32,24 +32,16 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write(path: Path, data: bytes, tmp_dir: Path, prefix: str) -> None:
     """Replace path with data: write a temp file in tmp_dir, fsync, rename over path, fsync the directory."""
-    tmp = tmp_dir / f"{prefix}-{secrets.token_hex(8)}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    _install_temp(path, data, tmp_dir, prefix, replace=True)
 
 
 def atomic_create(path: Path, data: bytes, tmp_dir: Path, prefix: str) -> bool:
     """Like atomic_write, but never replaces an existing path (another process may have made it, and changed it,
     since we looked): False when path already existed."""
+    return _install_temp(path, data, tmp_dir, prefix, replace=False)
+
+
+def _install_temp(path: Path, data: bytes, tmp_dir: Path, prefix: str, *, replace: bool) -> bool:
     tmp = tmp_dir / f"{prefix}-{secrets.token_hex(8)}"
     try:
         with open(tmp, "wb") as f:
@@ -57,13 +49,16 @@ def atomic_create(path: Path, data: bytes, tmp_dir: Path, prefix: str) -> bool:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
+        if replace:
+            os.rename(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # unlike rename, fails when path exists
+            except FileExistsError:
+                return False
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp)  # gone already after a rename
     fsync_dir(path.parent)
     return True
 
