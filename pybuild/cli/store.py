@@ -40,17 +40,9 @@ def gc() -> None:
 
     Example: pybuild store gc
     """
+    from pybuild.image.display import human_size
     from pybuild.store import Store
 
     with Store.open(default_root()) as store:
         rep = store.gc()
-    typer.echo(f"removed {len(rep.blobs)} blob(s), {len(rep.layers)} layer(s); freed {_size(rep.freed_bytes)}")
-
-
-def _size(n: int) -> str:
-    f = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if f < 1000 or unit == "GB":
-            return f"{f:.0f}{unit}" if unit == "B" else f"{f:.1f}{unit}"
-        f /= 1000
-    return f"{n}B"
+    typer.echo(f"removed {len(rep.blobs)} blob(s), {len(rep.layers)} layer(s); freed {human_size(rep.freed_bytes)}")

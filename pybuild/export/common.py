@@ -6,8 +6,6 @@ it can be tested with a dict of blobs and used by anything that can open a blob 
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -139,44 +137,3 @@ def config_diff_ids(data: bytes, what: str = "image config") -> tuple[str, ...]:
     for d in ids:
         digest_hex(d)
     return tuple(ids)
-
-
-class HashingReader(io.RawIOBase):
-    """Reads through to ``inner`` while hashing and counting every byte read."""
-
-    def __init__(self, inner: BinaryIO) -> None:
-        super().__init__()
-        self.inner = inner
-        self.hasher = hashlib.sha256()
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        data = self.inner.read(len(buf))
-        n = len(data)
-        buf[:n] = data
-        self.hasher.update(data)
-        self.count += n
-        return n
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = self.inner.read(-1 if size is None else size)
-        self.hasher.update(data)
-        self.count += len(data)
-        return data
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.hasher.hexdigest()
-
-
-def drain(stream: Any, chunk: int = 1 << 20) -> int:
-    """Read a stream to its end, returning the number of bytes read."""
-    total = 0
-    while True:
-        data = stream.read(chunk)
-        if not data:
-            return total
-        total += len(data)

@@ -31,16 +31,15 @@ from pybuild.export.common import (
     ArchiveError,
     ArchiveFormat,
     BlobRef,
-    HashingReader,
     blob_path,
     config_diff_ids,
-    drain,
     load_json,
     parse_descriptor,
     parse_manifest,
     sha256_digest,
 )
 from pybuild.export.compression import detect_compression, open_decompressed
+from pybuild.hashing import HashingReader, drain
 from pybuild.model.oci import normalize_name
 
 _MAX_JSON = 64 << 20  # manifests and configs are small; refuse to read a huge member into memory

@@ -28,11 +28,11 @@ from pybuild.export.common import (
     BlobRef,
     BlobSource,
     ExportImage,
-    HashingReader,
     blob_path,
     parse_manifest,
     sha256_digest,
 )
+from pybuild.hashing import HashingReader
 from pybuild.model.oci import parse_reference
 
 

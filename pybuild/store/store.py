@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from pybuild.errors import PybuildError
+from pybuild.hashing import HashingReader
 from pybuild.model.oci import (
     ANNOTATION_REF_NAME,
     MT_DOCKER_CONFIG,
@@ -170,32 +171,6 @@ class PruneReport:
 # --- helpers -----------------------------------------------------------------------------------------------
 
 
-class _HashingReader(io.RawIOBase):
-    """Pass reads through while hashing and counting them."""
-
-    def __init__(self, inner: IO[bytes]) -> None:
-        self.inner = inner
-        self.hash = hashlib.sha256()
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        data = self.inner.read(len(b))
-        n = len(data)
-        b[:n] = data
-        self.hash.update(data)
-        self.count += n
-        return n
-
-    def drain(self) -> None:
-        while self.readinto(bytearray(_CHUNK)):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
 
 
 class _CountingWriter(io.RawIOBase):
@@ -497,7 +472,7 @@ class Store:
                 from pybuild.layer import open_decompressed
 
                 with self.open_blob(blob.digest) as f, open_decompressed(f) as plain:
-                    reader = _HashingReader(plain)
+                    reader = HashingReader(plain)
                     reader.drain()
                     diff_id = reader.digest
         check_digest(diff_id)
@@ -623,9 +598,9 @@ class Store:
                 staged.mkdir(mode=0o755)  # the layer root's mode, unless the tar sets "./"
                 try:
                     with self.open_blob(blob.digest) as f:
-                        packed = _HashingReader(f)
+                        packed = HashingReader(f)
                         with open_decompressed(cast(BinaryIO, packed)) as plain_raw:
-                            plain = _HashingReader(plain_raw)
+                            plain = HashingReader(plain_raw)
                             apply_layer(cast(BinaryIO, plain), staged)
                             plain.drain()
                         packed.drain()
