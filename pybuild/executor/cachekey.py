@@ -1,10 +1,10 @@
 """Cache keys for build steps, built from named inputs so that a miss can say what changed.
 
 A step's key is sha256 over canonical JSON of its inputs: the parent's *result* (layer chain and config, not the
-parent's key, so a re-run that yields the same layer keeps later steps cached), the expanded instruction, the ARG
-and ENV values it can see, the platform, and what it reads (per-file digests of COPY/ADD sources and bind-mount
-sources, results of --from stages, URL content digests). Secrets never enter: only their ids, which the
-instruction text already holds.
+parent's key, so a re-run that yields the same layer keeps later steps cached), the expanded instruction, for a
+RUN (and an ARG) the ARG and ENV values it can see, the platform, and what it reads (per-file digests of COPY/ADD
+sources and bind-mount sources, results of --from stages, URL content digests). Secrets never enter: only their
+ids, which the instruction text already holds.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class StepInputs:
     parent_desc: str  # how to name the parent in a miss message ("base image busybox:latest", "previous step")
     instruction: str  # canonical JSON of the expanded instruction
     instruction_text: str  # the instruction as written, for messages
-    variables: dict[str, str]  # visible ENV and ARG values
+    variables: dict[str, str]  # visible ENV and ARG values (RUN and ARG steps only: the others do not see them)
     args: list[str]  # which of the variables are build args (for "build arg X changed")
     platform: str
     files: dict[str, str] = field(default_factory=dict)  # source path -> digest of what a copy reads there
@@ -63,11 +63,14 @@ def instruction_identity(inst: ins.Instruction) -> str:
 
 
 def result_digest(chain_id: str | None, config: ImageConfig) -> str:
-    """What a step produced: its layer stack and its config, ignoring creation times so that equal results of two
-    runs compare equal."""
+    """What a step produced, as far as later steps can tell: its layer stack and its config without the history
+    and creation times. No step's outcome depends on the history, so leaving it out lets a step stay cached when
+    only an earlier line's text changed: Docker's rule that a changed ARG misses "upon its first usage, not its
+    definition" (the ARG's own history line changes, the COPY after it does not care). A cache hit then takes
+    the history from the current parent (Builder._restore)."""
     cfg = config.to_dict()
     cfg.pop("created", None)
-    cfg["history"] = [{k: v for k, v in h.items() if k != "created"} for h in cfg.get("history", [])]
+    cfg.pop("history", None)
     return "sha256:" + hashlib.sha256(_canonical({"chain": chain_id, "config": cfg})).hexdigest()
 
 

@@ -266,7 +266,7 @@ class _Builder:
         if self.request.explain_cache:
             self._explain(v, key, inputs, rec, cache.latest(position, inputs.instruction_text))
         if rec is not None:
-            result = self._restore(rec)
+            result = self._restore(rec, cur, step)
             if result is not None:
                 with self.counters.lock:
                     self.counters.cached += 1
@@ -302,8 +302,15 @@ class _Builder:
         for r in reasons:
             self.sink.emit(StepNote(v, f"MISS: {r}"))
 
-    def _restore(self, rec: CacheRecord) -> _StageResult | None:
+    def _restore(self, rec: CacheRecord, cur: _StageResult, step: Step) -> _StageResult | None:
         config = ImageConfig.from_json(rec.config)
+        # Keys leave the parent's history out (cachekey.result_digest) and the instruction's spelling too, so the
+        # record may come from a build whose lines read differently: the history is the current parent's plus
+        # this step's entry as this build writes it (the record's time kept: a cached rebuild is the same image).
+        if config.history:
+            last = config.history[-1]
+            entry = self._history_entry(step, last.created, last.empty_layer)
+            config = replace(config, history=(*cur.config.history, entry))
         if rec.chain_id is None:
             return _StageResult(config, [])
         try:
@@ -337,8 +344,13 @@ class _Builder:
                 downloads: list[dict[str, Any]]) -> cachekey.StepInputs:
         inst = step.instruction
         parent, parent_desc = self._parent(stage, n, cur)
-        variables = {k: v for k, v in step.env if k not in _PROXY_ARGS}
-        args = {k for k, _ in step.args if k not in _PROXY_ARGS}
+        variables: dict[str, str] = {}
+        args: set[str] = set()
+        if isinstance(inst, ins.Run | ins.Arg):
+            # Only a RUN sees the variables (as its environment). Any other instruction is described in full by
+            # its expanded form (the values it uses are in it) and the parent's result (whose config holds ENV).
+            variables = {k: v for k, v in step.env if k not in _PROXY_ARGS}
+            args = {k for k, _ in step.args if k not in _PROXY_ARGS}
         if isinstance(inst, ins.Arg):
             # An ARG's own value (default or --build-arg) is what this step depends on.
             for a in inst.args:
@@ -462,17 +474,22 @@ class _Builder:
         container = imageconfig.apply(config.config, inst, shell=step.shell, workdir=step.workdir,
                                       cmd_set=cmd_set)
         author = inst.maintainer if isinstance(inst, ins.Maintainer) else config.author
-        history_args = tuple((k, v) for k, v in step.args if k not in _PROXY_ARGS)
-        entry = History(
-            created=_timestamp(self.epoch),
-            created_by=imageconfig.created_by(inst, shell=step.shell, args=history_args, workdir=step.workdir),
-            comment="buildkit.dockerfile.v0",
-            empty_layer=layer is None,
-        )
+        entry = self._history_entry(step, _timestamp(self.epoch), layer is None)
         layers = [*cur.layers, layer] if layer is not None else list(cur.layers)
         rootfs = RootFS(diff_ids=tuple(x.diff_id for x in layers))
         new = replace(config, config=container, author=author, history=(*config.history, entry), rootfs=rootfs)
         return _StageResult(new, layers)
+
+    @staticmethod
+    def _history_entry(step: Step, created: str | None, empty_layer: bool) -> History:
+        history_args = tuple((k, v) for k, v in step.args if k not in _PROXY_ARGS)
+        return History(
+            created=created,
+            created_by=imageconfig.created_by(step.instruction, shell=step.shell, args=history_args,
+                                              workdir=step.workdir),
+            comment="buildkit.dockerfile.v0",
+            empty_layer=empty_layer,
+        )
 
     def _commit(self, upper: Path, parent: str | None, v: int) -> Layer | None:
         """The upper dir as a layer on parent, or None when the step changed nothing."""

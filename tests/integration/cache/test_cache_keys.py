@@ -110,13 +110,17 @@ class Change:
     apply: Callable[[Setup], None]
     first_miss: int | None  # index of the first step of "main" that must miss; None: all must hit
     reason: str | None = None  # the MISS message of that step, when the engine can name it
+    # ... and of the step after it: usually its parent changed; an ARG changes nothing a later step can see but
+    # its value, so the RUN after it names the arg (Docker: a miss "upon its first usage, not its definition")
+    next_reason: str = "previous step changed"
 
 
 CHANGES = [
     Change("file content", lambda s: _append(s.ctx / "src" / "app.py", "print('more')\n"), 4,
            "src/app.py changed"),
     Change("file mode", lambda s: (s.ctx / "src" / "app.py").chmod(0o755), 4, "src/app.py changed"),
-    Change("build arg the step sees", lambda s: s.build_args.update(VERSION="2"), 5, "build arg VERSION changed"),
+    Change("build arg the step sees", lambda s: s.build_args.update(VERSION="2"), 5, "build arg VERSION changed",
+           "build arg VERSION changed"),
     Change("ENV before the step", lambda s: setattr(s, "mode", "b"), 3, "instruction changed"),
     Change("base image", lambda s: setattr(s, "base", "changed"), 2, "base image busybox:latest changed"),
     Change("earlier step's result", _forget_first_run, 2, None),
@@ -157,8 +161,7 @@ def test_one_change(setup: Setup, change: Change) -> None:
         if change.reason is not None:
             assert miss is not None and change.reason in miss, miss
         if change.first_miss < 7:
-            # Every later step misses because what it starts from changed.
-            assert steps[change.first_miss - 1].miss == "previous step changed"
+            assert steps[change.first_miss - 1].miss == change.next_reason
 
 
 def test_rerun_with_same_result_keeps_later_steps(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:

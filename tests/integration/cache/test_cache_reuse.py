@@ -110,3 +110,35 @@ def test_no_cache_runs_everything_again(cache_store: Path, tmp_path: Path, calls
     _, sink = lib_build(cache_store, ctx, **kw)
     assert calls.sandbox == 3
     assert all(s.status == "done" and s.miss == "--no-cache" for s in sink.stage_steps()), what
+
+
+def _without_times(config: dict[str, Any]) -> dict[str, Any]:
+    """An image config without what differs between two runs of the same build: times, and the layers (files
+    carry their mtimes)."""
+    config = dict(config)
+    config.pop("created", None)
+    config.pop("rootfs", None)
+    config["history"] = [{k: v for k, v in h.items() if k != "created"} for h in config["history"]]
+    return config
+
+
+def test_a_changed_build_arg_misses_where_it_is_used_not_where_it_is_declared(cache_store: Path,
+                                                                              tmp_path: Path) -> None:
+    # Docker: "a cache miss occurs upon its first usage, not its definition"; RUN uses every ARG (its env).
+    dockerfile = (
+        "FROM busybox:latest\nARG WHO=a\nCOPY f.txt /f.txt\nWORKDIR /work\nLABEL fixed=1\nRUN echo $WHO > who\n"
+        "COPY f.txt /again.txt\n"
+    )
+    ctx = write_context(tmp_path, dockerfile, {"f.txt": "file\n"})
+    lib_build(cache_store, ctx, tags=("args:1",))
+    cached, sink = lib_build(cache_store, ctx, tags=("args:1",), build_args={"WHO": "b"})
+    steps = sink.stage_steps()
+    # the ARG (no layer; its history line changes), then COPY/WORKDIR/LABEL cached, the RUN that sees WHO, and
+    # the last COPY on top of the RUN's new layer
+    assert [s.status for s in steps] == ["done", "cached", "cached", "cached", "done", "done"], sink.steps()
+    assert steps[4].miss == "build arg WHO changed"
+    assert read_file_in_image(cache_store, "args:1", "/work/who", tmp_path / "out") == b"b\n"
+    # The cached steps' history is this build's: the same config as a build without the cache
+    fresh, _ = lib_build(cache_store, ctx, tags=("args:2",), build_args={"WHO": "b"}, no_cache=True)
+    assert _without_times(cached.image.config.to_dict()) == _without_times(fresh.image.config.to_dict())
+    assert [h.created_by for h in cached.image.config.history][-6:-4] == ["ARG WHO=b", "COPY f.txt /f.txt # buildkit"]

@@ -140,7 +140,8 @@ def test_quiet_prints_exactly_the_id(busybox_store: Path, demo: dict[str, Any], 
 
 
 def test_tty_on_a_pseudo_terminal(busybox_store: Path, tmp_path: Path) -> None:
-    ctx = context(tmp_path, "FROM busybox\nRUN echo tty-out\nCOPY a.txt /a.txt\n")
+    # the RUN changes a file: after a RUN that changes nothing, COPY a.txt would hit another test's record
+    ctx = context(tmp_path, "FROM busybox\nRUN echo tty-out > /tty-out\nCOPY a.txt /a.txt\n")
     code, raw = run_pty(["--root", str(busybox_store), "build", "-t", "progress-tty:1", str(ctx)])
     assert code == 0, raw
     assert "\x1b[" in raw  # `--progress auto` on a terminal is the live display
