@@ -362,6 +362,10 @@ class _Builder:
             instruction_text=_describe(inst), variables=variables, args=sorted(args),
             platform=format_platform(stage.platform), options={"compression": str(self.request.compression)},
         )
+        if isinstance(inst, ins.Entrypoint):
+            # Whether ENTRYPOINT keeps the CMD depends on this stage's earlier lines, which the parent's config
+            # does not show (keys leave history out): two Dockerfiles may reach the same parent either way.
+            inputs.options["cmd_set"] = str(_cmd_set(stage, step))
         if self.epoch is not None:  # it changes file times and history: reproducible builds reuse only their own
             inputs.options["SOURCE_DATE_EPOCH"] = str(self.epoch)
         if isinstance(inst, ins.Copy | ins.Add):
@@ -468,11 +472,8 @@ class _Builder:
     def _record(self, stage: Stage, cur: _StageResult, step: Step, layer: Layer | None) -> _StageResult:
         inst = step.instruction
         config = cur.config
-        # Whether this stage set CMD before this step (then ENTRYPOINT keeps it): derived from the plan, so a
-        # stage resumed from the cache knows it too.
-        cmd_set = any(isinstance(s.instruction, ins.Cmd) for s in stage.steps[: step.index])
         container = imageconfig.apply(config.config, inst, shell=step.shell, workdir=step.workdir,
-                                      cmd_set=cmd_set)
+                                      cmd_set=_cmd_set(stage, step))
         author = inst.maintainer if isinstance(inst, ins.Maintainer) else config.author
         entry = self._history_entry(step, _timestamp(self.epoch), layer is None)
         layers = [*cur.layers, layer] if layer is not None else list(cur.layers)
@@ -805,6 +806,12 @@ def build(store: Store, request: BuildRequest, sink: EventSink) -> BuildResult:
     sink.emit(BuildFinished(image.id, names, image.size, elapsed, counters.cached, counters.run))
     warnings = tuple(w.render() for w in plan.warnings)  # the build checks, unused build args among them
     return BuildResult(image, names, counters.run, counters.cached, elapsed, warnings)
+
+
+def _cmd_set(stage: Stage, step: Step) -> bool:
+    """Whether this stage set CMD before `step` (then an ENTRYPOINT keeps it, else clears it, as Docker does):
+    derived from the plan, so a stage resumed from the cache knows it too."""
+    return any(isinstance(s.instruction, ins.Cmd) for s in stage.steps[: step.index])
 
 
 def _normalize_tag(tag: str) -> str:

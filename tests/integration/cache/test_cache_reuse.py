@@ -142,3 +142,15 @@ def test_a_changed_build_arg_misses_where_it_is_used_not_where_it_is_declared(ca
     fresh, _ = lib_build(cache_store, ctx, tags=("args:2",), build_args={"WHO": "b"}, no_cache=True)
     assert _without_times(cached.image.config.to_dict()) == _without_times(fresh.image.config.to_dict())
     assert [h.created_by for h in cached.image.config.history][-6:-4] == ["ARG WHO=b", "COPY f.txt /f.txt # buildkit"]
+
+
+def test_entrypoint_after_cmd_in_another_stage_is_not_served_a_kept_cmd(cache_store: Path, tmp_path: Path) -> None:
+    # Both ENTRYPOINT steps start from the same layers and config (CMD ["x"]); Docker keeps the CMD only when the
+    # same stage set it, so the two must not share a cache record.
+    same_stage = write_context(tmp_path, 'FROM busybox:latest\nCMD ["x"]\nENTRYPOINT ["/e"]\n')
+    other_stage = write_context(tmp_path, 'FROM busybox:latest AS a\nCMD ["x"]\n\nFROM a\nENTRYPOINT ["/e"]\n')
+    kept, _ = lib_build(cache_store, same_stage)
+    cleared, _ = lib_build(cache_store, other_stage)
+    assert kept.image.config.config.cmd == ("x",)
+    assert cleared.image.config.config.cmd is None
+    assert cleared.image.config.config.entrypoint == ("/e",)
