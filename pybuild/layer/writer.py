@@ -78,10 +78,11 @@ def write_layer(
         raise LayerError(f"cannot read layer source {src}: {e.strerror}") from None
     sink = _HashingSink(out)
     diff_hash = None if compression is Compression.NONE else hashlib.sha256()
-    pipeline = _Pipeline(sink, diff_hash, compression)
+    pipeline: _Pipeline | None = None
     tar: _TarStream | None = None
     try:
-        tar = _TarStream(pipeline)
+        pipeline = _Pipeline(sink, diff_hash, compression)
+        tar = _TarStream(pipeline, src)
         walker = _Walker(tar, src, source_date_epoch)
         walker.walk(root_fd, b"")
         tar.write(END_OF_ARCHIVE)
@@ -89,7 +90,8 @@ def write_layer(
     except BaseException:
         if tar is not None:
             tar.discard()
-        pipeline.abort()
+        if pipeline is not None:
+            pipeline.abort()
         raise
     finally:
         os.close(root_fd)
@@ -216,7 +218,11 @@ class _Pipeline:
         if self._error is not None:
             self._raise()
         if self._zobj is not None:
-            self._sink.write(self._zobj.flush())
+            try:
+                self._sink.write(self._zobj.flush())
+            except OSError as e:
+                self._fail(e)
+                self._raise()
 
     def abort(self) -> None:
         self._fail(LayerError("layer write aborted"))
@@ -312,8 +318,9 @@ class _TarStream:
     are read straight into it, and the data of bigger ones is left as *fills* for the thread that processes the
     buffer to read (see _OpenFile)."""
 
-    def __init__(self, pipeline: _Pipeline) -> None:
+    def __init__(self, pipeline: _Pipeline, src: Path) -> None:
         self._pipeline = pipeline
+        self._src = src  # for messages
         self.buf = pipeline.get_buffer()
         self.mv = memoryview(self.buf)
         self.pos = 0
@@ -359,7 +366,7 @@ class _TarStream:
                 room = min(BUF_SIZE - self.pos, left)
                 n = os.preadv(fd, [self.mv[self.pos : self.pos + room]], size - left)
                 if n == 0:
-                    raise _shrank(path, size)
+                    raise _shrank(self._src / os.fsdecode(path), size)
                 self.pos += n
                 left -= n
         pad = padding(size)
@@ -367,7 +374,7 @@ class _TarStream:
             self.write(_ZEROS[:pad])
 
     def _defer_file(self, fd: int, size: int, path: bytes) -> None:
-        file = _OpenFile(fd, path, size)
+        file = _OpenFile(fd, self._src / os.fsdecode(path), size)
         try:
             offset = 0
             while offset < size:
@@ -397,8 +404,8 @@ class _TarStream:
         self.fills = []
 
 
-def _shrank(path: bytes, size: int) -> LayerError:
-    return LayerError(f"{os.fsdecode(path)} shrank while being archived (expected {size} bytes)")
+def _shrank(path: Path, size: int) -> LayerError:
+    return LayerError(f"{path} shrank while being archived (expected {size} bytes)")
 
 
 class _OpenFile:
@@ -408,7 +415,7 @@ class _OpenFile:
 
     __slots__ = ("fd", "holds", "lock", "path", "size")
 
-    def __init__(self, fd: int, path: bytes, size: int) -> None:
+    def __init__(self, fd: int, path: Path, size: int) -> None:
         self.fd = os.dup(fd)
         self.path = path
         self.size = size
@@ -428,7 +435,10 @@ class _OpenFile:
 
     def read_into(self, view: memoryview, offset: int) -> None:
         while view:
-            n = os.preadv(self.fd, [view], offset)
+            try:
+                n = os.preadv(self.fd, [view], offset)
+            except OSError as e:  # as the walk words it: this is reading the tree, not writing the layer
+                raise LayerError(f"cannot archive {self.path}: {e.strerror or e}") from None
             if n == 0:
                 raise _shrank(self.path, self.size)
             view = view[n:]

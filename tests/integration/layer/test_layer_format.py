@@ -311,3 +311,27 @@ def test_file_bytes_is_what_the_tree_takes(tmp_path: Path) -> None:
     for src in (_tree(tmp_path / "tree"), _several_buffers(tmp_path / "several")):
         for compression in Compression:
             assert _write(src, compression)[1].file_bytes == dir_size(src) > 0
+
+
+@pytest.mark.parametrize("compression", list(Compression))
+def test_a_write_error_at_the_very_end_is_one_message_too(tmp_path: Path, compression: Compression) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small").write_text("small\n")  # gzip then writes nothing before its final flush
+    with pytest.raises(LayerError, match="cannot write layer: No space left on device"):
+        write_layer(src, _FailingOut(after=0), compression)  # type: ignore[arg-type]
+
+
+def test_a_read_error_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(3 * writer.BUF_SIZE))  # read by the workers, not the walk
+
+    def failing_preadv(fd: int, buffers: object, offset: int) -> int:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "preadv", failing_preadv)
+    fds = _open_fds()
+    with pytest.raises(LayerError, match=r"cannot archive .*/src/big\.bin: Input/output error"):
+        write_layer(src, io.BytesIO())
+    assert _open_fds() <= fds
