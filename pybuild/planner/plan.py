@@ -79,7 +79,7 @@ class Step:
     index: int  # position in the stage's steps (ONBUILD triggers come first)
     instruction: ins.Instruction  # expanded (RUN/CMD/ENTRYPOINT text stays as written)
     env: tuple[tuple[str, str], ...]  # the environment the step sees: image Env + ENV + ARG values, in order
-    args: tuple[tuple[str, str], ...]  # ARG values in scope (subset of env, for history and cache keys)
+    args: tuple[tuple[str, str], ...]  # ARGs in scope with their values as RUN history shows them (_history_args)
     config_env: tuple[tuple[str, str], ...]  # the image config's Env before this step (ARGs excluded)
     workdir: str  # working directory the step runs in (for WORKDIR: the new, normalised directory)
     user: str  # USER in effect ("" = root)
@@ -177,6 +177,13 @@ class _State:
 
     def copy(self) -> _State:
         return replace(self, env=dict(self.env), config_env=dict(self.config_env), args=dict(self.args))
+
+
+def _history_args(state: _State) -> tuple[tuple[str, str], ...]:
+    """The ARGs declared so far with the values a RUN's history line shows, as BuildKit writes them: every
+    declared ARG, valued from the environment (so an ENV of the same name wins), else its own value, else empty
+    (`|2 VERSION=1 UNSET=`)."""
+    return tuple((k, state.env.get(k, v if v is not None else "")) for k, v in state.args.items())
 
 
 @dataclass
@@ -657,7 +664,7 @@ class _Planner:
                 raise e.with_location(cmd.location) from None
             steps.append(Step(
                 stage=info.index, index=n, instruction=expanded, env=_env_items(before.env),
-                args=tuple((k, v) for k, v in before.args.items() if v is not None),
+                args=_history_args(before),
                 config_env=_env_items(before.config_env),
                 workdir=(state.workdir or "/") if isinstance(cmd, ins.Workdir) else (before.workdir or "/"),
                 user=before.user, shell=before.shell or default_shell, sources=srcs,
