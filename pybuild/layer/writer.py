@@ -210,11 +210,7 @@ class _Pipeline:
         return True
 
     def close(self) -> None:
-        with self._jobs_cv:
-            self._closing = True
-            self._jobs_cv.notify_all()
-        for t in self._threads:
-            t.join()
+        self._join()
         if self._error is not None:
             self._raise()
         if self._zobj is not None:
@@ -226,9 +222,10 @@ class _Pipeline:
 
     def abort(self) -> None:
         self._fail(LayerError("layer write aborted"))
-        self.close_quietly()
+        self._join()
 
-    def close_quietly(self) -> None:
+    def _join(self) -> None:
+        """Let the workers finish what is queued (after an error: only hand buffers back) and wait for them."""
         with self._jobs_cv:
             self._closing = True
             self._jobs_cv.notify_all()
