@@ -101,7 +101,7 @@ def strip_step_prefix(message: str, name: str) -> str:
 def full_name(name: str) -> str:
     """docker.io/library/app:latest for app:latest, as BuildKit's exporter names images."""
     from pybuild.errors import PybuildError
-    from pybuild.model.oci import parse_reference
+    from pybuild.model.reference import parse_reference
 
     try:
         return parse_reference(name).full()

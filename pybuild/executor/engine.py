@@ -815,7 +815,7 @@ def _cmd_set(stage: Stage, step: Step) -> bool:
 
 
 def _normalize_tag(tag: str) -> str:
-    from pybuild.model.oci import parse_reference
+    from pybuild.model.reference import parse_reference
 
     try:
         ref = parse_reference(tag)

@@ -40,7 +40,7 @@ from pybuild.export.common import (
 )
 from pybuild.export.compression import detect_compression, open_decompressed
 from pybuild.hashing import HashingReader, drain
-from pybuild.model.oci import normalize_name
+from pybuild.model.reference import normalize_name
 
 _MAX_JSON = 64 << 20  # manifests and configs are small; refuse to read a huge member into memory
 

@@ -33,7 +33,7 @@ from pybuild.export.common import (
     sha256_digest,
 )
 from pybuild.hashing import HashingReader
-from pybuild.model.oci import parse_reference
+from pybuild.model.reference import parse_reference
 
 
 def fully_qualified(name: str) -> str:

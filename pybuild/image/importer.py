@@ -32,8 +32,8 @@ from pybuild.model.oci import (
     History,
     ImageConfig,
     RootFS,
-    normalize_name,
 )
+from pybuild.model.reference import normalize_name
 from pybuild.store import Image, Store
 
 COMPRESSIONS = ("gzip", "zstd", "none")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pybuild.errors import PybuildError
-from pybuild.model.oci import digest_hex, normalize_name, parse_reference
+from pybuild.model.oci import digest_hex
+from pybuild.model.reference import normalize_name, parse_reference
 from pybuild.store import Image, PruneReport, Store
 
 

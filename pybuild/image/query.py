@@ -15,7 +15,8 @@ from typing import Any
 
 from pybuild.errors import PybuildError
 from pybuild.image.display import ellipsis, go_time, human_size, parse_time, rfc3339, since
-from pybuild.model.oci import digest_hex, parse_reference
+from pybuild.model.oci import digest_hex
+from pybuild.model.reference import parse_reference
 from pybuild.store import Image, Store
 
 NONE = "<none>"

@@ -20,13 +20,8 @@ from pybuild.errors import PybuildError
 from pybuild.export.common import ArchiveFormat, ExportImage
 from pybuild.export.reader import ArchiveImage, CheckedLayer, open_archive
 from pybuild.export.writer import write_archive
-from pybuild.model.oci import (
-    MT_OCI_CONFIG,
-    MT_OCI_MANIFEST,
-    Descriptor,
-    Manifest,
-    parse_reference,
-)
+from pybuild.model.oci import MT_OCI_CONFIG, MT_OCI_MANIFEST, Descriptor, Manifest
+from pybuild.model.reference import parse_reference
 from pybuild.store import Image, Store
 
 # --- save --------------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from pybuild.frontend.instructions import parse_dockerfile, parse_instruction, p
 from pybuild.frontend.shell import Expansion, Lexer, ShellError
 from pybuild.model import instructions as ins
 from pybuild.model.ast import Dockerfile
-from pybuild.model.oci import DEFAULT_PATH, ContainerConfig, Platform, parse_reference
+from pybuild.model.oci import DEFAULT_PATH, ContainerConfig, Platform
+from pybuild.model.reference import parse_reference
 from pybuild.planner.lint import CheckConfig, Linter, LintWarning, check_secret_key, static_checks
 from pybuild.planner.platform import format_platform, format_platform_all, host_platform, parse_platform
 

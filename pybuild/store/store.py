@@ -53,17 +53,16 @@ from pybuild.model.oci import (
     ImageConfig,
     Index,
     Manifest,
-    Reference,
     canonical_json,
     chain_id,
     chain_ids,
     check_digest,
     digest_hex,
     is_digest,
-    parse_reference,
     sha256_digest,
     sniff_media_type,
 )
+from pybuild.model.reference import Reference, parse_reference
 from pybuild.store import db as dbmod
 from pybuild.store.fsutil import (
     FileLock,

@@ -19,10 +19,9 @@ from pybuild.model.oci import (
     Manifest,
     RootFS,
     chain_ids,
-    normalize_name,
-    parse_reference,
     sha256_digest,
 )
+from pybuild.model.reference import normalize_name, parse_reference
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
