@@ -827,7 +827,7 @@ def _normalize_tag(tag: str) -> str:
 
 
 # Imported last: the sandbox package is only needed once a build runs.
-from pybuild.executor.sandbox import (  # noqa: E402
+from pybuild.sandbox import (  # noqa: E402
     BindMount,
     OverlayMount,
     Process,
@@ -836,4 +836,4 @@ from pybuild.executor.sandbox import (  # noqa: E402
     cancel_all,
     run_in_sandbox,
 )
-from pybuild.executor.sandbox.jobs import FsView, run_job  # noqa: E402
+from pybuild.sandbox.jobs import FsView, run_job  # noqa: E402

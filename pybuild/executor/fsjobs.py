@@ -17,7 +17,7 @@ from pybuild.context.rootfs import mkdir_all, read_passwd, resolve_chown, resolv
 from pybuild.executor.copy import InlineFile, RemoteFile, copy_into, copy_sources
 
 if TYPE_CHECKING:
-    from pybuild.executor.sandbox.jobs import FsView
+    from pybuild.sandbox.jobs import FsView
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def resolve_image_user(view: FsView, user: str) -> ImageUser:
 
     Called in the build process: it runs the `user` job below in a helper. Root needs no lookup.
     """
-    from pybuild.executor.sandbox.jobs import run_job
+    from pybuild.sandbox.jobs import run_job
 
     if user in ("", "root", "0", "0:0"):
         return ROOT_USER

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pybuild.context.context import BuildContext
 from pybuild.errors import PybuildError
-from pybuild.executor.sandbox import BindMount
 from pybuild.model import instructions as ins
+from pybuild.sandbox import BindMount
 
 
 class StepFailed(PybuildError):

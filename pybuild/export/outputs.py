@@ -58,7 +58,7 @@ def write_output(store: Store, image: Image, spec: OutputSpec) -> None:
         refs = list(image.names) or [image.id]
         save_images(store, refs[:1], spec.dest, fmt)
         return
-    from pybuild.executor.sandbox.jobs import FsView, run_job
+    from pybuild.sandbox.jobs import FsView, run_job
 
     dest = spec.dest.absolute()
     if dest.exists() and not dest.is_dir():

@@ -102,8 +102,8 @@ def run(store: Store, request: RunRequest, *, forward_signals: bool = False) -> 
     go to its process, like `docker run`, instead of stopping us; before it starts they interrupt as usual.
     """
     from pybuild.executor.fsjobs import resolve_image_user
-    from pybuild.executor.sandbox import BindMount, OverlayMount, Process, SandboxError, SandboxSpec, run_in_sandbox
-    from pybuild.executor.sandbox.jobs import FsView, run_job
+    from pybuild.sandbox import BindMount, OverlayMount, Process, SandboxError, SandboxSpec, run_in_sandbox
+    from pybuild.sandbox.jobs import FsView, run_job
 
     try:
         image = store.resolve(request.image)
@@ -162,7 +162,7 @@ _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 @contextlib.contextmanager
 def _forwarding_signals(enabled: bool) -> Iterator[None]:
-    from pybuild.executor.sandbox import signal_all
+    from pybuild.sandbox import signal_all
 
     if not enabled:
         yield

@@ -12,7 +12,7 @@ import pytest
 from cachetest_util import content_snapshot, lib_build, read_file_in_image, write_context
 
 import pybuild.executor.engine as engine
-import pybuild.executor.sandbox.jobs as jobs
+import pybuild.sandbox.jobs as jobs
 
 DOCKERFILE = """\
 FROM busybox:latest

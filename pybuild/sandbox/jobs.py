@@ -4,7 +4,7 @@ COPY, ADD and `COPY --from` need a real merged view of image layers: the destina
 upper dir becomes the step's layer (so copying into an existing directory copies it up with its metadata,
 exactly as a RUN step would), and a `--from` source is a read-only view of another stage. Mounting is this
 package's job alone, and never in the calling process, so a short-lived helper
-(`python -m pybuild.executor.sandbox.jobhelper`) unshares a mount namespace, mounts the views, calls
+(`python -m pybuild.sandbox.jobhelper`) unshares a mount namespace, mounts the views, calls
 `module:function(payload, mountpoints)` and reports its JSON result. When the helper exits, its namespace
 and every mount in it disappear with it.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pybuild.errors import Location, PybuildError
-from pybuild.executor.sandbox import _LIVE, _LIVE_LOCK, SandboxError, _helper_env
+from pybuild.sandbox import _LIVE, _LIVE_LOCK, SandboxError, _helper_env
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def run_job(views: Sequence[FsView], job: str, payload: dict[str, Any]) -> Any:
     res_r, res_w = os.pipe()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pybuild.executor.sandbox.jobhelper", str(res_w)],
+            [sys.executable, "-m", "pybuild.sandbox.jobhelper", str(res_w)],
             stdin=subprocess.PIPE, pass_fds=(res_w,), env=_helper_env(), cwd="/", start_new_session=True,
         )
     finally:

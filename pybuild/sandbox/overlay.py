@@ -10,7 +10,7 @@ import errno
 import os
 from collections.abc import Sequence
 
-from pybuild.executor.sandbox import _linux as L
+from pybuild.sandbox import _linux as L
 
 # Why these overlay options: the upper dir becomes a layer tarball, so it must hold plain files and
 # whiteouts only. redirect_dir=off makes a renamed lower directory a full copy plus a whiteout instead

@@ -1,7 +1,7 @@
 """The RUN sandbox: run one process in fresh namespaces on an overlay of image layers.
 
 This package is the only code in pybuild that calls unshare/mount/pivot_root, and even it never does
-so in the calling process: `run_in_sandbox` spawns a helper (`python -m pybuild.executor.sandbox.helper`)
+so in the calling process: `run_in_sandbox` spawns a helper (`python -m pybuild.sandbox.helper`)
 which enters new pid/mount/uts/ipc (and, for network="none", net) namespaces, mounts the overlay,
 /proc, a minimal /dev, a read-only /sys and the step's /etc/hosts, /etc/resolv.conf and /etc/hostname,
 masks the paths Docker masks, `pivot_root`s into the overlay and runs the command under a tiny init
@@ -271,7 +271,7 @@ def run_in_sandbox(
         out_r, out_w = os.pipe()
     try:
         helper = subprocess.Popen(
-            [sys.executable, "-m", "pybuild.executor.sandbox.helper", str(cfg_r), str(status_w), str(os.getpid())],
+            [sys.executable, "-m", "pybuild.sandbox.helper", str(cfg_r), str(status_w), str(os.getpid())],
             stdin=None if process.stdin else subprocess.DEVNULL,
             stdout=out_w if on_output is not None else None,
             stderr=out_w if on_output is not None else None,

@@ -1,6 +1,6 @@
 """Helper process for `jobs.run_job`: private mount namespace, mount the views, run the job, report.
 
-Invoked as `python -m pybuild.executor.sandbox.jobhelper RESULT_FD` with the JSON config on stdin.
+Invoked as `python -m pybuild.sandbox.jobhelper RESULT_FD` with the JSON config on stdin.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import traceback
 from typing import Any
 
 from pybuild.errors import PybuildError
-from pybuild.executor.sandbox import _linux as L
-from pybuild.executor.sandbox.overlay import OverlayError, mount_layers
+from pybuild.sandbox import _linux as L
+from pybuild.sandbox.overlay import OverlayError, mount_layers
 
 
 def _mount_view(view: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""The sandbox helper process: `python -m pybuild.executor.sandbox.helper CFG_FD STATUS_FD PARENT_PID`.
+"""The sandbox helper process: `python -m pybuild.sandbox.helper CFG_FD STATUS_FD PARENT_PID`.
 
 Three processes take part in a run:
   helper   (this module's main) stays in the host's mount namespace. It unshares a pid namespace,
@@ -33,8 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pybuild.executor.sandbox import _linux as L
-from pybuild.executor.sandbox.overlay import OverlayError, mount_layers
+from pybuild.sandbox import _linux as L
+from pybuild.sandbox.overlay import OverlayError, mount_layers
 
 # Docker's masked and read-only paths (moby oci/defaults.go).
 _MASKED_PATHS = (

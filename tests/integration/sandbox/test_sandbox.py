@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pybuild.executor.sandbox import BindMount, Process, SandboxError, SandboxSpec, TmpfsMount, run_in_sandbox
+from pybuild.sandbox import BindMount, Process, SandboxError, SandboxSpec, TmpfsMount, run_in_sandbox
 from tests.support import mounts_under, processes_with, wait_until
 
 REPO = Path(__file__).resolve().parents[3]
@@ -143,7 +143,7 @@ def test_pid_namespace_with_init_as_pid1(box: Box) -> None:
     assert code == 0
     pid, init_cmdline, nprocs = out.splitlines()
     assert pid == "2"
-    assert "pybuild.executor.sandbox.helper" in init_cmdline
+    assert "pybuild.sandbox.helper" in init_cmdline
     assert int(nprocs) <= 4  # init, sh, ls, grep: nothing from the host
 
 
@@ -394,7 +394,7 @@ def test_bad_bind_source_is_an_error(box: Box, tmp_path: Path) -> None:
 CALLER = """
 import sys
 from pathlib import Path
-from pybuild.executor.sandbox import Process, SandboxSpec, run_in_sandbox
+from pybuild.sandbox import Process, SandboxSpec, run_in_sandbox
 
 lower, upper, work, token, script, tty = sys.argv[1:7]
 def show(b):
