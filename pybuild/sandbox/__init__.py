@@ -218,7 +218,7 @@ def _config(spec: SandboxSpec, process: Process) -> dict[str, Any]:
 def _helper_env() -> dict[str, str]:
     # The helper must import this very pybuild, installed or not.
     env = dict(os.environ)
-    pkg_parent = str(Path(__file__).resolve().parents[3])
+    pkg_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
     return env
 
