@@ -35,6 +35,7 @@ from pybuild.context.context import BuildContext, Match, excluded_at_top
 from pybuild.context.patterns import PatternMatcher, go_clean
 from pybuild.context.rootfs import host_path, mkdir_all, resolve_virtual
 from pybuild.errors import PybuildError
+from pybuild.model.overlayfs import OVERLAY_XATTR_PREFIXES
 
 __all__ = [
     "ChmodSpec",
@@ -417,7 +418,7 @@ def _copy_xattrs(src: Path, dst: Path) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(("trusted.overlay.", "user.overlay.")):
+        if name.startswith(OVERLAY_XATTR_PREFIXES):
             continue  # overlayfs bookkeeping, meaningless outside its upper dir
         try:
             os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)

@@ -34,8 +34,6 @@ from typing import BinaryIO, TypeVar
 
 from pybuild.layer.base import (
     OPAQUE_MARKER,
-    OPAQUE_XATTR,
-    OVERLAY_XATTR_PREFIXES,
     WHITEOUT_PREFIX,
     ApplyStats,
     LayerError,
@@ -63,6 +61,7 @@ from pybuild.layer.tarfmt import (
     parse_header,
     parse_pax,
 )
+from pybuild.model.overlayfs import OPAQUE_XATTR, OVERLAY_XATTR_PREFIXES
 
 CHUNK = 1 << 20
 PREFETCH = 8  # chunks decompressed ahead

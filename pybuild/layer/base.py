@@ -11,11 +11,6 @@ MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_TYPE_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 MEDIA_TYPE_TAR_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
-# Overlayfs's own markers. The applier writes the `trusted.` form (we run as root); the writer reads both,
-# since an upper dir mounted with `userxattr` carries the `user.` form.
-OPAQUE_XATTR = "trusted.overlay.opaque"
-OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
-
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 

@@ -47,6 +47,7 @@ from pybuild.layer.tarfmt import (
     encode_entry,
     padding,
 )
+from pybuild.model.overlayfs import OPAQUE_XATTRS, OVERLAY_XATTR_PREFIXES, WHITEOUT_XATTRS
 
 BUF_SIZE = 2 << 20  # also the tar bytes in each zstd frame: changing it changes every zstd layer's digest
 N_BUFFERS = 8
@@ -55,9 +56,6 @@ DEFER_MIN = 256 << 10  # files this big are read by the thread that compresses t
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 6
 
-_OPAQUE_KEYS = ("trusted.overlay.opaque", "user.overlay.opaque")
-_WHITEOUT_KEYS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
-_OVERLAY_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _ZEROS = bytes(BLOCK)
 _FAST_LIMIT = BUF_SIZE - BLOCK  # a fast-path file must leave room for at least the end-of-archive padding
 # os.stat_result's ten tuple items: mode, ino, dev, nlink, uid, gid, size and whole-second atime/mtime/ctime
@@ -547,7 +545,7 @@ class _Walker:
                 )
             except OSError:  # removed meanwhile, or not readable: nothing to archive
                 continue
-            if name.startswith(_OVERLAY_PREFIXES):
+            if name.startswith(OVERLAY_XATTR_PREFIXES):
                 overlay[name] = value
             else:
                 keep.append((os.fsencode(name), value))
@@ -561,7 +559,7 @@ class _Walker:
             mtime = self._mtime(st)
             mode = st.st_mode & 0o7777
             self.tar.write(encode_entry(path + b"/", mode, st.st_uid, st.st_gid, 0, mtime, DIRTYPE, xattrs=xattrs))
-            if any(overlay.get(k) == b"y" for k in _OPAQUE_KEYS):
+            if any(overlay.get(k) == b"y" for k in OPAQUE_XATTRS):
                 marker = path + b"/" + OPAQUE_MARKER.encode()
                 self.tar.write(encode_entry(marker, mode & 0o777, st.st_uid, st.st_gid, 0, mtime, REGTYPE))
             self.walk(fd, path + b"/")
@@ -591,7 +589,7 @@ class _Walker:
         if not stat.S_ISREG(st.st_mode):  # replaced since the scan
             raise LayerError(f"{self.src / os.fsdecode(path)} changed while being archived")
         xattrs, overlay = self._xattrs(fd)
-        if any(k in overlay for k in _WHITEOUT_KEYS):
+        if any(k in overlay for k in WHITEOUT_XATTRS):
             self._whiteout(path, st, mtime)
             return
         first = self._hardlink(st, path)

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pybuild.model.overlayfs import OPAQUE_XATTR
 from pybuild.sandbox import _linux as L
 from pybuild.sandbox.overlay import OverlayError, mount_layers
 
@@ -196,7 +197,7 @@ def _pristine_copyup(pfd: int, name: str, st: os.stat_result, stub: dict[str, An
         if os.listdir(fd):
             return False
         try:
-            return os.getxattr(fd, "trusted.overlay.opaque") != b"y"
+            return os.getxattr(fd, OPAQUE_XATTR) != b"y"
         except OSError:
             return True
     finally:
