@@ -12,7 +12,7 @@ from collections.abc import Sequence
 COMMANDS = frozenset(
     {
         "build", "check", "images", "tag", "rmi", "inspect", "history", "import", "save", "load",
-        "prune", "store", "run", "cache",
+        "prune", "store", "run", "cache", "login", "logout", "search",
     }
 )
 _GLOBAL_WITH_VALUE = {"--root"}
@@ -40,8 +40,11 @@ def insert_default_command(argv: list[str]) -> list[str]:
 
 
 # The module that registers each command; any other first word (images, tag, ... and --help, typos) loads them all.
-_COMMAND_MODULES = {"build": "build", "check": "check", "run": "run", "cache": "cache", "store": "store"}
-_ALL_MODULES = ("build", "cache", "check", "images", "run", "store")
+_COMMAND_MODULES = {
+    "build": "build", "check": "check", "run": "run", "cache": "cache", "store": "store",
+    "login": "registry", "logout": "registry", "search": "registry",
+}
+_ALL_MODULES = ("build", "cache", "check", "images", "run", "store", "registry")
 
 
 def _command_word(argv: list[str]) -> str | None:

@@ -1,0 +1,74 @@
+"""Registry commands: login, logout, search (flags -> one call of pybuild.registry.login)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pybuild.cli.app import app
+from pybuild.errors import UsageError
+
+
+@app.command("login")
+def login(
+    server: str | None = typer.Argument(None, metavar="[SERVER]"),
+    username: str | None = typer.Option(None, "-u", "--username", help="Username."),
+    password: str | None = typer.Option(None, "-p", "--password", help="Password (prefer --password-stdin)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    tls_verify: bool = typer.Option(True, "--tls-verify/--no-tls-verify", help="Verify the registry's TLS."),
+) -> None:
+    """Log in to a registry (checks the credentials, then saves them in Docker's config.json, mode 0600).
+
+    Example: echo "$TOKEN" | pybuild login -u ci --password-stdin registry.example.com
+    """
+    from pybuild.registry.login import login as do_login
+
+    if password_stdin:
+        if password is not None:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        if username is None:
+            raise UsageError("--password-stdin needs a username (-u)")
+        password = sys.stdin.read().rstrip("\r\n")
+    if username is None:
+        if not sys.stdin.isatty():
+            raise UsageError("login needs a username (-u) when stdin is not a terminal")
+        username = typer.prompt("Username")
+    if password is None:
+        if not sys.stdin.isatty():
+            raise UsageError("login needs a password", hint="--password-stdin reads it from standard input")
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    res = do_login(server, username, password, tls_verify=None if tls_verify else False)
+    typer.echo(f"Login Succeeded ({res.registry}; credentials saved in {res.config})")
+
+
+@app.command("logout")
+def logout(server: str | None = typer.Argument(None, metavar="[SERVER]")) -> None:
+    """Remove a registry's saved credentials.
+
+    Example: pybuild logout registry.example.com
+    """
+    from pybuild.registry.login import logout as do_logout
+
+    host, found = do_logout(server)
+    typer.echo(f"Removing login credentials for {host}" if found else f"Not logged in to {host}")
+
+
+@app.command("search")
+def search(
+    term: str = typer.Argument(..., metavar="[REGISTRY/]TERM"),
+    limit: int = typer.Option(25, "--limit", help="Show at most this many results."),
+    tls_verify: bool = typer.Option(True, "--tls-verify/--no-tls-verify", help="Verify the registry's TLS."),
+) -> None:
+    """Search a registry's catalog for repositories whose name contains TERM.
+
+    Example: pybuild search localhost:5000/app
+    """
+    from pybuild.registry.login import search as do_search
+
+    names = do_search(term, limit=limit, tls_verify=None if tls_verify else False)
+    typer.echo("NAME")
+    for n in names:
+        typer.echo(n)

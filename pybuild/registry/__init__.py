@@ -1,0 +1,1 @@
+"""Registries: the OCI distribution API (client, transport), credentials, registries.conf."""
