@@ -12,7 +12,7 @@ from collections.abc import Sequence
 COMMANDS = frozenset(
     {
         "build", "check", "images", "tag", "rmi", "inspect", "history", "import", "save", "load",
-        "prune", "store", "run", "cache", "login", "logout", "search",
+        "prune", "store", "run", "cache", "login", "logout", "search", "pull",
     }
 )
 _GLOBAL_WITH_VALUE = {"--root"}
@@ -42,7 +42,7 @@ def insert_default_command(argv: list[str]) -> list[str]:
 # The module that registers each command; any other first word (images, tag, ... and --help, typos) loads them all.
 _COMMAND_MODULES = {
     "build": "build", "check": "check", "run": "run", "cache": "cache", "store": "store",
-    "login": "registry", "logout": "registry", "search": "registry",
+    "login": "registry", "logout": "registry", "search": "registry", "pull": "registry",
 }
 _ALL_MODULES = ("build", "cache", "check", "images", "run", "store", "registry")
 

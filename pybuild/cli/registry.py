@@ -1,4 +1,4 @@
-"""Registry commands: login, logout, search (flags -> one call of pybuild.registry.login)."""
+"""Registry commands: login, logout, search, pull (flags -> one library call)."""
 
 from __future__ import annotations
 
@@ -72,3 +72,35 @@ def search(
     typer.echo("NAME")
     for n in names:
         typer.echo(n)
+
+
+@app.command("pull")
+def pull(
+    reference: str = typer.Argument(..., metavar="NAME[:TAG|@DIGEST]"),
+    platform: str | None = typer.Option(None, "--platform", help="Pull this platform's image (e.g. linux/arm64)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the image's full name."),
+    tls_verify: bool = typer.Option(True, "--tls-verify/--no-tls-verify", help="Verify the registry's TLS."),
+) -> None:
+    """Download an image from a registry into the store.
+
+    Example: pybuild pull --platform linux/arm64 localhost:5000/team/app:1
+    """
+    from pybuild.cli.app import default_root
+    from pybuild.planner.platform import parse_platform
+    from pybuild.registry.pull import pull_image
+    from pybuild.store import Store
+
+    want = parse_platform(platform) if platform else None
+
+    def progress(short: str, status: str) -> None:
+        if not quiet:
+            typer.echo(f"{short}: {status}")
+
+    with Store.open(default_root()) as store:
+        res = pull_image(store, reference, want, tls_verify=None if tls_verify else False, progress=progress)
+    ref = res.remote.reference
+    if not quiet:
+        typer.echo(f"Digest: {res.remote.index_digest or res.remote.manifest_digest}")
+        status = "Downloaded newer image" if res.downloaded else "Image is up to date"
+        typer.echo(f"Status: {status} for {ref.familiar()}")
+    typer.echo(ref.full())

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pybuild.errors import PybuildError
-from pybuild.model.reference import DEFAULT_DOMAIN, DOCKER_HUB_HOST, Reference
+from pybuild.model.reference import DEFAULT_DOMAIN, DOCKER_HUB_HOST, Reference, parse_reference
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,19 @@ class RegistriesConf:
             raise PybuildError(f"registry {ref.domain} is blocked in {self.source or 'registries.conf'}: "
                                f"refusing to push {ref.familiar()}")
         return _rewrite(e.prefix, e.location, ref.name, e.insecure, mirror=False)
+
+    def candidates(self, text: str) -> list[Reference]:
+        """The references a name may mean: itself if it names a registry; else one per
+        unqualified-search-registries entry in order (docker.io only when there are none, as Docker does)."""
+        ref = parse_reference(text)
+        first, sep, _ = text.partition("/")
+        qualified = sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first)
+        if qualified or not self.unqualified_search:
+            return [ref]
+        out: list[Reference] = []
+        for host in self.unqualified_search:
+            out.append(ref if host == DEFAULT_DOMAIN else parse_reference(f"{host}/{text}"))
+        return out
 
     def is_insecure(self, host: str) -> bool:
         """Whether host is marked insecure (any [[registry]] or mirror whose location is that host)."""

@@ -27,6 +27,7 @@ import pytest
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 USER, PASSWORD = "tester", "s3cret-pw"
+REFRESH_TOKEN = "test-refresh-token"
 
 
 def free_port() -> int:
@@ -240,6 +241,26 @@ def token_registry(tmp_path: Path) -> Iterator[RegistryProc]:
             self.end_headers()
             self.wfile.write(body)
 
+        def do_POST(self) -> None:
+            # OAuth2 refresh-token grant, as `docker login` identity tokens use
+            import urllib.parse
+
+            n = int(self.headers.get("Content-Length") or 0)
+            form = urllib.parse.parse_qs(self.rfile.read(n).decode())
+            issuer.requests.append({"form": form, "auth": self.headers.get("Authorization", "")})
+            if form.get("grant_type") != ["refresh_token"] or form.get("refresh_token") != [REFRESH_TOKEN]:
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            scopes = form.get("scope", [""])[0].split()
+            body = json.dumps({"access_token": issuer.token(USER, scopes), "expires_in": issuer.expires_in}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     realm = f"http://127.0.0.1:{srv.server_address[1]}/token"
@@ -346,7 +367,7 @@ def fault_proxy(registry: RegistryProc) -> Iterator[FaultProxy]:
 # --- images ------------------------------------------------------------------------------------------------
 
 @dataclass
-class TestImage:
+class SampleImage:
     manifest: bytes
     config: bytes
     layers: list[bytes]
@@ -356,7 +377,7 @@ class TestImage:
         return "sha256:" + hashlib.sha256(self.manifest).hexdigest()
 
 
-def make_image(files: dict[str, bytes], n_layers: int = 1) -> TestImage:
+def make_image(files: dict[str, bytes], n_layers: int = 1) -> SampleImage:
     """A small OCI image: n_layers gzip layers of the given files (split between them)."""
     layers: list[bytes] = []
     diff_ids: list[str] = []
@@ -382,10 +403,10 @@ def make_image(files: dict[str, bytes], n_layers: int = 1) -> TestImage:
         "config": desc("application/vnd.oci.image.config.v1+json", config),
         "layers": [desc("application/vnd.oci.image.layer.v1.tar+gzip", b) for b in layers],
     }).encode()
-    return TestImage(manifest, config, layers)
+    return SampleImage(manifest, config, layers)
 
 
-def write_oci_layout(img: TestImage, d: Path) -> Path:
+def write_oci_layout(img: SampleImage, d: Path) -> Path:
     blobs = d / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
     for b in [img.manifest, img.config, *img.layers]:
@@ -403,7 +424,7 @@ def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["skopeo", *args], capture_output=True, text=True, check=check, timeout=120)
 
 
-def seed(img: TestImage, tmp: Path, dest: str, *creds: str) -> None:
+def seed(img: SampleImage, tmp: Path, dest: str, *creds: str) -> None:
     """Push img with skopeo (the independent client) to docker://dest."""
     layout = write_oci_layout(img, tmp / f"oci-{os.urandom(3).hex()}")
     skopeo("copy", "-q", "--dest-tls-verify=false", *creds, f"oci:{layout}:t", f"docker://{dest}")

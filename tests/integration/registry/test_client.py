@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from regtest_util import PASSWORD, USER, FaultProxy, RegistryProc, make_image, seed, skopeo
+from regtest_util import PASSWORD, REFRESH_TOKEN, USER, FaultProxy, RegistryProc, make_image, seed, skopeo
 
 from pybuild.model.oci import MT_OCI_MANIFEST
 from pybuild.registry.client import Registry
@@ -34,9 +34,9 @@ def _pull_all(reg: Registry, repo: str, ref: str) -> tuple[bytes, list[bytes]]:
 
 
 def _push(reg: Registry, repo: str, tag: str, img: object) -> str:
-    from regtest_util import TestImage
+    from regtest_util import SampleImage
 
-    assert isinstance(img, TestImage)
+    assert isinstance(img, SampleImage)
     for b in [img.config, *img.layers]:
         d = _digest(b)
         if reg.has_blob(repo, d) is None:
@@ -244,3 +244,17 @@ def test_redirect_drops_authorization() -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_identity_token(token_registry: RegistryProc) -> None:
+    """An identitytoken (from config.json or a helper's <token> user) is an OAuth refresh token: POST to the realm."""
+    issuer = token_registry.extra["issuer"]
+    img = make_image({"a": b"id"})
+    reg = Registry(token_registry.host, credentials=Credentials(identity_token=REFRESH_TOKEN))
+    _push(reg, "app", "1", img)
+    assert reg.get_manifest("app", "1").digest == img.digest
+    posts = [r for r in issuer.requests if "form" in r]
+    assert posts and all(r["auth"] == "" for r in posts)  # no password goes anywhere
+    assert posts[0]["form"]["service"] == ["test-registry"]
+    with pytest.raises(RegistryError, match="wrong username or password"):
+        Registry(token_registry.host, credentials=Credentials(identity_token="stale")).get_manifest("app", "1")

@@ -88,3 +88,11 @@ def test_env_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYBUILD_REGISTRIES_CONF", str(tmp_path / "missing"))
     with pytest.raises(PybuildError, match="cannot read"):
         load_registries_conf()
+
+
+def test_short_name_candidates() -> None:
+    c = parse_registries_conf(CONF)
+    assert [r.full() for r in c.candidates("busybox")] == ["docker.io/library/busybox:latest",
+                                                           "quay.io/busybox:latest"]
+    assert [r.full() for r in c.candidates("quay.io/a/b:1")] == ["quay.io/a/b:1"]
+    assert [r.full() for r in parse_registries_conf("").candidates("busybox")] == ["docker.io/library/busybox:latest"]
