@@ -12,7 +12,7 @@ from collections.abc import Sequence
 COMMANDS = frozenset(
     {
         "build", "check", "images", "tag", "rmi", "inspect", "history", "import", "save", "load",
-        "prune", "store", "run", "cache", "login", "logout", "search", "pull",
+        "prune", "store", "run", "cache", "login", "logout", "search", "pull", "push",
     }
 )
 _GLOBAL_WITH_VALUE = {"--root"}
@@ -43,6 +43,7 @@ def insert_default_command(argv: list[str]) -> list[str]:
 _COMMAND_MODULES = {
     "build": "build", "check": "check", "run": "run", "cache": "cache", "store": "store",
     "login": "registry", "logout": "registry", "search": "registry", "pull": "registry",
+    "push": "registry",
 }
 _ALL_MODULES = ("build", "cache", "check", "images", "run", "store", "registry")
 

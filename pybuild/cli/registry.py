@@ -1,4 +1,4 @@
-"""Registry commands: login, logout, search, pull (flags -> one library call)."""
+"""Registry commands: login, logout, search, pull, push (flags -> one library call)."""
 
 from __future__ import annotations
 
@@ -104,3 +104,39 @@ def pull(
         status = "Downloaded newer image" if res.downloaded else "Image is up to date"
         typer.echo(f"Status: {status} for {ref.familiar()}")
     typer.echo(ref.full())
+
+
+@app.command("push")
+def push(
+    image: str = typer.Argument(..., metavar="IMAGE"),
+    dest: str | None = typer.Argument(None, metavar="[DESTINATION]"),
+    digestfile: str | None = typer.Option(None, "--digestfile", help="Write the pushed manifest digest here."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the digest."),
+    tls_verify: bool = typer.Option(True, "--tls-verify/--no-tls-verify", help="Verify the registry's TLS."),
+) -> None:
+    """Upload a stored image to a registry (to its own name, or to DESTINATION).
+
+    Example: pybuild push hello:1 localhost:5000/team/hello:1
+    """
+    from pathlib import Path
+
+    from pybuild.cli.app import default_root
+    from pybuild.errors import PybuildError
+    from pybuild.registry.push import push_image
+    from pybuild.store import Store
+
+    def progress(short: str, status: str) -> None:
+        if not quiet:
+            typer.echo(f"{short}: {status}")
+
+    with Store.open(default_root()) as store:
+        res = push_image(store, image, dest, tls_verify=None if tls_verify else False, progress=progress)
+    if digestfile:
+        try:
+            Path(digestfile).write_text(res.digest)
+        except OSError as e:
+            raise PybuildError(f"cannot write {digestfile}: {e.strerror}") from None
+    if quiet:
+        typer.echo(res.digest)
+    else:
+        typer.echo(f"{res.reference}: digest: {res.digest} size: {res.size}")
