@@ -111,6 +111,7 @@ def push(
     image: str = typer.Argument(..., metavar="IMAGE"),
     dest: str | None = typer.Argument(None, metavar="[DESTINATION]"),
     digestfile: str | None = typer.Option(None, "--digestfile", help="Write the pushed manifest digest here."),
+    compression: str | None = typer.Option(None, "--compression", help="Convert layers to gzip or zstd."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the digest."),
     tls_verify: bool = typer.Option(True, "--tls-verify/--no-tls-verify", help="Verify the registry's TLS."),
 ) -> None:
@@ -130,7 +131,8 @@ def push(
             typer.echo(f"{short}: {status}")
 
     with Store.open(default_root()) as store:
-        res = push_image(store, image, dest, tls_verify=None if tls_verify else False, progress=progress)
+        res = push_image(store, image, dest, tls_verify=None if tls_verify else False, compression=compression,
+                         progress=progress)
     if digestfile:
         try:
             Path(digestfile).write_text(res.digest)

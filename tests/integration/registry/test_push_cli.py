@@ -70,3 +70,25 @@ def test_push_needs_login(basic_registry: RegistryProc, env: Path, capsys: pytes
     assert main(["login", "-u", USER, "--password-stdin", basic_registry.host]) == 0
     assert main(["--root", root, "push", "-q", "app:1", dest]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("sha256:")
+
+
+def test_push_compression_gzip(registry: RegistryProc, env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(env / "store")
+    _imported(env, root, "app:1")  # imported layers are zstd by default
+    dest = f"{registry.host}/gz/app:1"
+    assert main(["--root", root, "push", "--compression", "gzip", "app:1", dest]) == 0
+    capsys.readouterr()
+    raw = json.loads(skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{dest}").stdout)
+    assert [x["mediaType"] for x in raw["layers"]] == ["application/vnd.oci.image.layer.v1.tar+gzip"]
+    # the same image (same config, so same ID) comes back; a second conversion gives the same blob
+    assert main(["--root", root, "push", "--compression", "gzip", "app:1", dest]) == 0
+    assert "Pushed" not in capsys.readouterr().out
+    root2 = str(env / "store2")
+    assert main(["--root", root2, "pull", "-q", dest]) == 0
+    capsys.readouterr()
+    assert main(["--root", root2, "inspect", dest]) == 0
+    pulled = json.loads(capsys.readouterr().out)[0]["Id"]
+    assert main(["--root", root, "inspect", "app:1"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["Id"] == pulled
+    assert main(["--root", root, "push", "--compression", "xz", "app:1", dest]) == 1
+    assert "unsupported --compression 'xz'" in capsys.readouterr().err
