@@ -28,7 +28,7 @@ def build_command(
     no_cache_filter: list[str] = typer.Option([], "--no-cache-filter", help="Do not use the cache for this stage."),
     explain_cache: bool = typer.Option(False, "--explain-cache", help="Say for every step why it hit or missed."),
     compression: str = typer.Option("zstd", "--compression", help="Layer compression: zstd, gzip or none."),
-    pull: bool = typer.Option(False, "--pull", help="Look base images up afresh (local store only for now)."),
+    pull: bool = typer.Option(False, "--pull", help="Pull every base image from its registry, even if stored."),
     iidfile: Path | None = typer.Option(None, "--iidfile", help="Write the image ID to this file."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the image ID."),
     progress: str = typer.Option("auto", "--progress", help="Progress output: auto, plain, tty or rawjson."),
@@ -36,6 +36,7 @@ def build_command(
     secret: list[str] = typer.Option([], "--secret", help="Secret for RUN --mount=type=secret: id=ID,src=PATH."),
     output: list[str] = typer.Option([], "-o", "--output", help="Also export: type=oci|docker|local,dest=PATH."),
     platform: str | None = typer.Option(None, "--platform", help="Target platform, e.g. linux/amd64."),
+    push: bool = typer.Option(False, "--push", help="Push the image to the registry of each -t name."),
 ) -> None:
     """Build an image from a Dockerfile (like `docker build`).
 
@@ -71,6 +72,8 @@ def build_command(
             raise PybuildError(f"secret {sid!r}: file {src} does not exist")
         secrets[sid] = Path(src).absolute()
     outputs = [parse_output(o) for o in output]
+    if push and not tag:
+        raise UsageError("--push needs a name to push to: add -t REGISTRY/REPOSITORY:TAG")
 
     stdin_data: bytes | None = None
     ctx: Path | None = context
@@ -102,6 +105,13 @@ def build_command(
             renderer.close()  # a live display must be gone before the CLI prints an error
         for out in outputs:
             write_output(store, result.image, out)
+        if push:
+            from pybuild.registry.push import push_image
+
+            for name in tag:  # each -t once, in the order given
+                res = push_image(store, name)
+                if not quiet:
+                    print(f"pushed {res.reference}@{res.digest}", file=sys.stderr)
     finally:
         store.close()
     if not quiet:

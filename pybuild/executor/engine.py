@@ -126,28 +126,44 @@ class _StageResult:
 
 
 class StoreResolver:
-    """Base images for the planner, from the local store (the planner itself never sees the store)."""
+    """Base images for the planner, from the local store, pulled from a registry when missing (or always, with
+    pull=True, once per build); the planner itself never sees the store or the registry."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, pull: bool = False) -> None:
         self.store = store
+        self.pull = pull
         self.images: dict[str, Image] = {}
+        self.pull_errors: dict[str, PybuildError] = {}
 
     def resolve(self, ref: str, platform: Platform) -> BaseImage | None:
         if ref.lower() == "scratch":
             return None
-        img = self.images.get(ref) or self.store.find(ref)
+        img = self.images.get(ref) or (None if self.pull else self.store.find(ref))
+        if img is None and ref not in self.pull_errors:
+            img = self._pull(ref, platform)
         if img is None:
             return None
         self.images[ref] = img
         return BaseImage(config=img.config.config, platform=img.config.platform, ref=img.manifest_digest)
 
+    def _pull(self, ref: str, platform: Platform) -> Image | None:
+        from pybuild.registry.pull import pull_image
 
-def _missing_image(ref: str, location: Location | None) -> PybuildError:
+        try:
+            return pull_image(self.store, ref, platform).image
+        except PybuildError as e:
+            self.pull_errors[ref] = e  # reported with the FROM line by _missing_image
+            return None
+
+
+def _missing_image(ref: str, location: Location | None, pull_error: PybuildError | None = None) -> PybuildError:
+    if pull_error is not None:
+        return PybuildError(f"base image {ref!r}: {pull_error.message}", location, hint=pull_error.hint)
     return PybuildError(
         f"base image {ref!r} is not in the local store",
         location,
-        hint="pulling from registries is not supported yet: make it with `pybuild import FILE NAME` "
-             "(e.g. fixtures/base/busybox.sh) or `pybuild load -i ARCHIVE`",
+        hint="`pybuild pull NAME` fetches it from a registry; `pybuild import FILE NAME` (e.g. "
+             "fixtures/base/busybox.sh) or `pybuild load -i ARCHIVE` make one locally",
     )
 
 
@@ -444,7 +460,7 @@ class _Builder:
     def _image(self, ref: str, location: Location | None) -> Image:
         img = self.resolver.images.get(ref) or self.store.find(ref)
         if img is None:
-            raise _missing_image(ref, location)
+            raise _missing_image(ref, location, self.resolver.pull_errors.get(ref))
         return img
 
     def _unpacked_layers(self, img: Image) -> list[Layer]:
@@ -768,7 +784,7 @@ def build(store: Store, request: BuildRequest, sink: EventSink) -> BuildResult:
 
     t0 = time.monotonic()
     platform = _check_platform(request)
-    resolver = StoreResolver(store)
+    resolver = StoreResolver(store, pull=request.pull)
     context = request.context if request.context is not None else Path(".")
     plan = load_and_plan(request.dockerfile, context, stdin=request.dockerfile_data,
                          build_args=request.build_args, target=request.target, platform=platform,
@@ -779,7 +795,7 @@ def build(store: Store, request: BuildRequest, sink: EventSink) -> BuildResult:
     for stage in plan.stages:
         if stage.base_image is not None and resolver.images.get(stage.base_image) is None \
                 and store.find(stage.base_image) is None:
-            raise _missing_image(stage.base_image, stage.from_.location)
+            raise _missing_image(stage.base_image, stage.from_.location, resolver.pull_errors.get(stage.base_image))
         if stage.platform != platform and (stage.platform.os, stage.platform.architecture) != \
                 (platform.os, platform.architecture):
             raise PybuildError(f"FROM --platform={format_platform(stage.platform)} needs emulation, which pybuild "

@@ -92,3 +92,21 @@ def test_push_compression_gzip(registry: RegistryProc, env: Path, capsys: pytest
     assert json.loads(capsys.readouterr().out)[0]["Id"] == pulled
     assert main(["--root", root, "push", "--compression", "xz", "app:1", dest]) == 1
     assert "unsupported --compression 'xz'" in capsys.readouterr().err
+
+
+@pytest.mark.root
+def test_build_push(registry: RegistryProc, env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = env / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("built\n")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a.txt\nCMD [\"/a\"]\n")
+    root = str(env / "store")
+    t1, t2 = f"{registry.host}/built/app:1", f"{registry.host}/built/app:latest"
+    assert main(["--root", root, "build", "--progress", "plain", "-t", t1, "-t", t2, "--push", str(ctx)]) == 0
+    err = capsys.readouterr().err
+    assert f"pushed {t1}@sha256:" in err and f"pushed {t2}@sha256:" in err
+    for t in (t1, t2):
+        info = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{t}").stdout)
+        assert len(info["Layers"]) == 1
+    assert main(["--root", root, "build", "--push", str(ctx)]) == 2
+    assert "--push needs a name" in capsys.readouterr().err
